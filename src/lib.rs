@@ -1,0 +1,19 @@
+//! v1-predictor: the CNN of Kindel, Christensen & Zylberberg (2017), which predicts how
+//! neurons in monkey V1 respond to images, trained and evaluated in the browser (WebGPU) or
+//! natively.
+//!
+//! Architecture, in the order data flows:
+//! - [`data`]: MAT files → [`data::Dataset`], and the train / eval / early-stop split;
+//! - [`model`]: the seed's `ConvNetDrop` and its flags;
+//! - [`training`]: the loop, metrics (loss, Pearson r, FVE) and the best network;
+//! - [`backend`]: the only module that knows concrete backends (WebGPU, CPU);
+//! - `web` (wasm only): the browser boundary; `src/native` holds the `v1p` command.
+
+pub mod backend;
+pub mod config;
+pub mod data;
+pub mod model;
+pub mod training;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;

@@ -1,0 +1,279 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use v1_predictor::backend::{self, BackendKind};
+use v1_predictor::data::{self, Dataset};
+use v1_predictor::training::{OptimizerKind, PRESETS, Trainer, TrainingConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "v1p",
+    about = "Train and evaluate the V1 CNN of Kindel et al. (2017)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train the network on one or more .mat files (same images: neurons are concatenated).
+    Train(Box<TrainArgs>),
+    /// Print a summary of one or more .mat files, or what is wrong with them.
+    Inspect {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// A .mat file with `images` [n, h, w] and `activity` [n, neurons]; repeat for more.
+    #[arg(long = "data", required = true)]
+    data: Vec<PathBuf>,
+    /// Start from named settings: `seed` (the published run) or `fast` (Adam, 2000 steps).
+    #[arg(long, value_parser = PRESETS)]
+    preset: Option<String>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendKind,
+    /// Print one JSON object with the whole report on stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    flags: SeedFlags,
+}
+
+/// The seed's flags; each overrides the preset.
+#[derive(Args)]
+struct SeedFlags {
+    /// Initial learning rate.
+    #[arg(long = "learning_rate")]
+    learning_rate: Option<f64>,
+    /// Number of steps to run trainer.
+    #[arg(long = "max_steps")]
+    max_steps: Option<usize>,
+    /// Batch size.
+    #[arg(long = "batch_size")]
+    batch_size: Option<usize>,
+    /// Training set size (fraction of images).
+    #[arg(long = "trainingset_frac")]
+    trainingset_frac: Option<f64>,
+    /// Early stop set size (fraction of images).
+    #[arg(long = "earlystop_frac")]
+    earlystop_frac: Option<f64>,
+    /// sgd (the seed) or adam.
+    #[arg(long, value_parser = ["sgd", "adam"])]
+    optimizer: Option<String>,
+    /// Seeds the split, initial weights, batches and dropout.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Steps between evaluations.
+    #[arg(long = "eval_every")]
+    eval_every: Option<usize>,
+    /// Number of filters in conv 1.
+    #[arg(long)]
+    conv1: Option<usize>,
+    /// Number of filters in conv 2.
+    #[arg(long)]
+    conv2: Option<usize>,
+    /// Size (linear) of convolution kernel layer 1.
+    #[arg(long)]
+    conv1size: Option<usize>,
+    /// Size of max pool kernel layer 1.
+    #[arg(long)]
+    nk1: Option<usize>,
+    /// Size of max pool stride layer 1.
+    #[arg(long)]
+    nstride1: Option<usize>,
+    /// Size (linear) of convolution kernel layer 2.
+    #[arg(long)]
+    conv2size: Option<usize>,
+    /// Size of max pool kernel layer 2.
+    #[arg(long)]
+    nk2: Option<usize>,
+    /// Size of max pool stride for conv 2.
+    #[arg(long)]
+    nstride2: Option<usize>,
+    /// Number of convolutional layers (1-3).
+    #[arg(long)]
+    numconvlayer: Option<usize>,
+    /// Number of units in hidden layer 1.
+    #[arg(long)]
+    hidden1: Option<usize>,
+    /// Dropout keep rate on the hidden layer.
+    #[arg(long)]
+    dropout: Option<f64>,
+}
+
+impl SeedFlags {
+    fn apply(&self, mut c: TrainingConfig) -> TrainingConfig {
+        macro_rules! set {
+            ($target:expr, $($field:ident),*) => {
+                $(if let Some(v) = self.$field.clone() { $target.$field = v; })*
+            };
+        }
+        set!(
+            c,
+            learning_rate,
+            max_steps,
+            batch_size,
+            trainingset_frac,
+            earlystop_frac,
+            seed,
+            eval_every
+        );
+        set!(
+            c.model,
+            conv1,
+            conv2,
+            conv1size,
+            nk1,
+            nstride1,
+            conv2size,
+            nk2,
+            nstride2,
+            numconvlayer,
+            hidden1,
+            dropout
+        );
+        if let Some(name) = &self.optimizer {
+            c.optimizer = if name == "adam" {
+                OptimizerKind::Adam
+            } else {
+                OptimizerKind::Sgd
+            };
+        }
+        c
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Inspect { files } => inspect(&files),
+        Command::Train(args) => train(&args),
+    }
+}
+
+fn load(files: &[PathBuf]) -> Result<Dataset, String> {
+    let contents = files
+        .iter()
+        .map(|path| {
+            let name = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            std::fs::read(path)
+                .map(|bytes| (name, bytes))
+                .map_err(|e| format!("{}: cannot read the file ({e})", path.display()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    data::load_files(contents.iter().map(|(n, b)| (n.as_str(), b.as_slice())))
+        .map_err(|e| e.to_string())
+}
+
+fn inspect(files: &[PathBuf]) -> ExitCode {
+    match load(files) {
+        Ok(dataset) => {
+            let s = dataset.summary();
+            println!("files:   {}", s.sources.join(", "));
+            println!(
+                "images:  {} × {}×{} pixels (values {} to {}, mean {:.1}, sd {:.1})",
+                s.n_images, s.height, s.width, s.pixel_min, s.pixel_max, s.pixel_mean, s.pixel_sd
+            );
+            println!(
+                "neurons: {} (mean rate {:.3}, max {:.3} spikes per bin)",
+                s.n_neurons, s.mean_rate, s.max_rate
+            );
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn train(args: &TrainArgs) -> ExitCode {
+    let base = args
+        .preset
+        .as_deref()
+        .and_then(TrainingConfig::preset)
+        .unwrap_or_else(TrainingConfig::new);
+    let config = args.flags.apply(base);
+    let dataset = match load(&args.data) {
+        Ok(d) => d,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let summary = dataset.summary();
+    let compute = match pollster::block_on(backend::init(args.backend)) {
+        Ok(c) => c,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut trainer = match Trainer::new(config, dataset, &compute.device) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let bar = ProgressBar::new(trainer.config().max_steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}")
+            .expect("valid template"),
+    );
+    let started = Instant::now();
+    let result = pollster::block_on(trainer.run(|progress| {
+        bar.set_position(progress.steps_done as u64);
+        if let Some(best) = &progress.best {
+            bar.set_message(format!("best r {:.3} @ {}", best.mean_r, best.step));
+        }
+        true
+    }));
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    let report = trainer.report();
+    let ms_per_step = seconds * 1e3 / report.steps_done.max(1) as f64;
+    if args.json {
+        let out = json!({
+            "dataset": summary,
+            "backend": compute.description,
+            "report": report,
+            "timing": { "total_seconds": seconds, "ms_per_step": ms_per_step },
+        });
+        println!("{out}");
+    } else if let Some(best) = &report.best {
+        println!(
+            "{} neurons, {} images ({} train / {} early stop / {} eval), {}",
+            summary.n_neurons,
+            summary.n_images,
+            report.split.train.len(),
+            report.split.early_stop.len(),
+            report.split.eval.len(),
+            compute.description
+        );
+        println!(
+            "best network at step {}: mean r = {:.3}, eval loss = {:.4} (baseline {:.4}), FVE = {:.3}",
+            best.step, best.mean_r, best.eval_loss, report.baseline_loss, best.fve
+        );
+        println!(
+            "{} steps in {:.1} s ({:.1} ms per step)",
+            report.steps_done, seconds, ms_per_step
+        );
+    }
+    ExitCode::SUCCESS
+}

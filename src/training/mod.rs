@@ -1,0 +1,136 @@
+//! Training: the seed's loop (MSE, SGD or Adam, random batches, evaluation every 200 steps,
+//! best network = lowest early-stop loss), written once for every backend.
+
+pub mod metrics;
+mod trainer;
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, check_range};
+use crate::model::ModelConfig;
+pub use trainer::{Progress, TrainError, Trainer};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// Plain gradient descent, as the seed (`GradientDescentOptimizer`).
+    Sgd,
+    Adam,
+}
+
+/// Every flag of the seed's `runnet.py` plus the optimizer, seed and evaluation interval.
+#[derive(Config, Debug, PartialEq)]
+pub struct TrainingConfig {
+    /// Learning rate.
+    #[config(default = 2e-4)]
+    pub learning_rate: f64,
+    /// Number of training steps (batches).
+    #[config(default = 60000)]
+    pub max_steps: usize,
+    /// Images per training step.
+    #[config(default = 50)]
+    pub batch_size: usize,
+    /// Fraction of the images used for training.
+    #[config(default = "2.0 / 3.0")]
+    pub trainingset_frac: f64,
+    /// Fraction of the images used to pick the best network (early stopping).
+    #[config(default = "1.0 / 7.0")]
+    pub earlystop_frac: f64,
+    #[config(default = "OptimizerKind::Sgd")]
+    pub optimizer: OptimizerKind,
+    /// Seeds the split, the initial weights, the batches and dropout.
+    #[config(default = 0)]
+    pub seed: u64,
+    /// Steps between evaluations (the seed: 200).
+    #[config(default = 200)]
+    pub eval_every: usize,
+    #[config(default = "ModelConfig::new()")]
+    pub model: ModelConfig,
+}
+
+/// Named settings: the seed's published run, and a quick Adam run.
+pub const PRESETS: [&str; 2] = ["seed", "fast"];
+
+impl TrainingConfig {
+    pub fn preset(name: &str) -> Option<Self> {
+        match name {
+            "seed" => Some(Self::new()),
+            // Adam reaches its best early-stop loss after ~600 steps (REFERENCE.md).
+            "fast" => Some(
+                Self::new()
+                    .with_optimizer(OptimizerKind::Adam)
+                    .with_learning_rate(1e-4)
+                    .with_max_steps(2000)
+                    .with_eval_every(100),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Refuses absurd values before any tensor is made; the error names the flag.
+    pub fn validate(&self, n_images: usize) -> Result<(usize, usize, usize), ConfigError> {
+        if !(self.learning_rate > 0.0 && self.learning_rate <= 10.0) {
+            return Err(ConfigError::new(
+                "learning_rate",
+                format!("must be above 0 and at most 10, got {}", self.learning_rate),
+            ));
+        }
+        check_range("max_steps", self.max_steps, 1..=10_000_000)?;
+        check_range("eval_every", self.eval_every, 1..=10_000_000)?;
+        let sizes = crate::data::split_sizes(n_images, self.trainingset_frac, self.earlystop_frac)?;
+        if self.batch_size == 0 || self.batch_size > sizes.0 {
+            return Err(ConfigError::new(
+                "batch_size",
+                format!(
+                    "must be between 1 and the {} training images, got {}",
+                    sizes.0, self.batch_size
+                ),
+            ));
+        }
+        Ok(sizes)
+    }
+
+    /// Whether the seed evaluates after update `step` (0-based): steps 1, 1 + k·eval_every,
+    /// and the last.
+    pub fn is_eval_step(&self, step: usize) -> bool {
+        (step >= 1 && (step - 1).is_multiple_of(self.eval_every)) || step + 1 == self.max_steps
+    }
+}
+
+/// One evaluation (dropout off): the seed's `trainlist`, `earlystoplist`, `evallist`, `rlist`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    pub step: usize,
+    pub train_loss: f64,
+    pub early_stop_loss: f64,
+    pub eval_loss: f64,
+    pub mean_r: f64,
+}
+
+/// The network with the lowest early-stop loss so far, and how it does on the eval images.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BestNetwork {
+    pub step: usize,
+    pub early_stop_loss: f64,
+    pub eval_loss: f64,
+    pub fve: f64,
+    pub mean_r: f64,
+    /// Pearson r of every neuron on the evaluation images.
+    pub r: Vec<f64>,
+    pub eval_loss_per_neuron: Vec<f64>,
+}
+
+/// What a finished (or stopped) run reports: everything the seed saved, in one object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainingReport {
+    pub flags: TrainingConfig,
+    pub n_params: usize,
+    pub steps_done: usize,
+    pub split: crate::data::Split,
+    pub baseline_loss: f64,
+    pub baseline_loss_per_neuron: Vec<f64>,
+    pub eval_variance: Vec<f64>,
+    pub history: Vec<EvalRecord>,
+    pub best: Option<BestNetwork>,
+}

@@ -1,0 +1,151 @@
+//! The browser boundary: what JavaScript (the page's worker, and the browser tests) calls.
+//! Values cross as plain JS objects through `serde-wasm-bindgen`; errors as strings.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use js_sys::{Array, Uint8Array};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use crate::backend::{self, BackendKind, ComputeDevice};
+use crate::data::{self, Dataset};
+use crate::training::{Trainer, TrainingConfig};
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| JsValue::from_str(&e.to_string()))
+}
+
+fn error(message: impl ToString) -> JsValue {
+    JsValue::from_str(&message.to_string())
+}
+
+/// A parsed dataset held on the wasm side, so its pixels cross the boundary once.
+#[wasm_bindgen]
+pub struct WebDataset {
+    inner: Dataset,
+}
+
+#[wasm_bindgen]
+impl WebDataset {
+    /// Parses `.mat` files given as `[name, Uint8Array]` pairs; several files must hold the
+    /// same images. Throws the loader's message (file name first) on bad input.
+    #[wasm_bindgen(constructor)]
+    pub fn new(files: Array) -> Result<WebDataset, JsValue> {
+        let mut contents = Vec::new();
+        for entry in files.iter() {
+            let pair = Array::from(&entry);
+            let name = pair
+                .get(0)
+                .as_string()
+                .ok_or_else(|| error("file name missing"))?;
+            let bytes = Uint8Array::new(&pair.get(1)).to_vec();
+            contents.push((name, bytes));
+        }
+        let inner = data::load_files(contents.iter().map(|(n, b)| (n.as_str(), b.as_slice())))
+            .map_err(error)?;
+        Ok(WebDataset { inner })
+    }
+
+    /// Images, neurons, mean rate, pixel statistics.
+    pub fn summary(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.summary())
+    }
+
+    /// One image's pixels, row-major, for thumbnails.
+    pub fn image(&self, index: usize) -> Result<Vec<f32>, JsValue> {
+        if index >= self.inner.n_images {
+            return Err(error(format!("no image {index}")));
+        }
+        Ok(self.inner.image(index).to_vec())
+    }
+}
+
+/// Initialises a backend ("wgpu" or "cpu") and returns its description. WebGPU must be
+/// started this way before anything is trained on it.
+#[wasm_bindgen(js_name = initBackend)]
+pub async fn init_backend(kind: String) -> Result<String, JsValue> {
+    Ok(device_for(&kind).await?.description)
+}
+
+async fn device_for(kind: &str) -> Result<ComputeDevice, JsValue> {
+    let kind = match kind {
+        "wgpu" | "webgpu" => BackendKind::Wgpu,
+        "cpu" => BackendKind::Cpu,
+        other => {
+            return Err(error(format!(
+                "unknown backend `{other}` (use wgpu or cpu)"
+            )));
+        }
+    };
+    backend::init(kind).await.map_err(error)
+}
+
+/// Default flags, or a preset's ("seed", "fast"), as a JS object.
+#[wasm_bindgen(js_name = presetConfig)]
+pub fn preset_config(name: &str) -> Result<JsValue, JsValue> {
+    let config =
+        TrainingConfig::preset(name).ok_or_else(|| error(format!("unknown preset `{name}`")))?;
+    to_js(&config)
+}
+
+/// One training run on one backend, driven in slices by the caller (which can pause or stop
+/// between slices).
+#[wasm_bindgen]
+pub struct WebTrainer {
+    trainer: Rc<RefCell<Trainer>>,
+}
+
+#[wasm_bindgen]
+impl WebTrainer {
+    /// Validates `config` (a `TrainingConfig` object) against the dataset and builds the
+    /// network on `backend` ("wgpu" or "cpu"). Throws `--flag: message` on a bad flag.
+    pub async fn create(
+        dataset: &WebDataset,
+        config: JsValue,
+        backend: String,
+    ) -> Result<WebTrainer, JsValue> {
+        let config: TrainingConfig = serde_wasm_bindgen::from_value(config).map_err(error)?;
+        let device = device_for(&backend).await?;
+        let trainer = Trainer::new(config, dataset.inner.clone(), &device.device).map_err(error)?;
+        Ok(WebTrainer {
+            trainer: Rc::new(RefCell::new(trainer)),
+        })
+    }
+
+    /// Runs up to `max_updates` steps (ending early after an evaluation); returns progress.
+    pub async fn advance(&self, max_updates: usize) -> Result<JsValue, JsValue> {
+        let trainer = self.trainer.clone();
+        let mut trainer = trainer
+            .try_borrow_mut()
+            .map_err(|_| error("the trainer is busy: wait for the previous call"))?;
+        let progress = trainer.advance(max_updates).await.map_err(error)?;
+        to_js(&progress)
+    }
+
+    /// Everything the seed saved about the run so far.
+    pub fn report(&self) -> Result<JsValue, JsValue> {
+        let trainer = self
+            .trainer
+            .try_borrow()
+            .map_err(|_| error("the trainer is busy"))?;
+        to_js(&trainer.report())
+    }
+
+    /// The current network's predictions for every image, row-major [images × neurons].
+    #[wasm_bindgen(js_name = predictAll)]
+    pub async fn predict_all(&self) -> Result<Vec<f32>, JsValue> {
+        let trainer = self.trainer.clone();
+        let trainer = trainer
+            .try_borrow()
+            .map_err(|_| error("the trainer is busy"))?;
+        trainer.predict_all().await.map_err(error)
+    }
+}

@@ -1,0 +1,126 @@
+//! The engine in a real headless Chromium (wasm-bindgen-test + chromedriver): a real
+//! recording trains on WebGPU and on the CPU backend, the loss falls, and both backends agree
+//! on a forward pass. Run by `.ci/test`, which serves `../shared/data/kohn-v1` and sets
+//! V1P_TEST_DATA_URL; without it the real-data test prints a notice and passes.
+#![cfg(target_arch = "wasm32")]
+
+use burn::prelude::*;
+use v1_predictor::backend::{self, BackendKind};
+use v1_predictor::data::{Dataset, read_mat};
+use v1_predictor::model::ModelConfig;
+use v1_predictor::training::{OptimizerKind, Trainer, TrainingConfig};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const SESSION_07: &str = "07mean50ms_smallim_d2_crop.mat";
+
+async fn fetch_bytes(url: &str) -> Vec<u8> {
+    let window = web_sys::window().expect("a window");
+    let response: web_sys::Response = JsFuture::from(window.fetch_with_str(url))
+        .await
+        .expect("fetch")
+        .dyn_into()
+        .unwrap();
+    assert!(response.ok(), "{url}: HTTP {}", response.status());
+    let buffer = JsFuture::from(response.array_buffer().unwrap())
+        .await
+        .unwrap();
+    js_sys::Uint8Array::new(&buffer).to_vec()
+}
+
+async fn session_07() -> Option<Dataset> {
+    let Some(base) = option_env!("V1P_TEST_DATA_URL") else {
+        web_sys::console::log_1(
+            &"NOTICE: V1P_TEST_DATA_URL unset; skipping the real-recording test".into(),
+        );
+        return None;
+    };
+    let bytes = fetch_bytes(&format!("{base}/{SESSION_07}")).await;
+    Some(read_mat(SESSION_07, &bytes).expect("session 07 loads"))
+}
+
+fn tiny_model() -> ModelConfig {
+    ModelConfig::new()
+        .with_conv1(4)
+        .with_conv2(8)
+        .with_hidden1(32)
+}
+
+#[wasm_bindgen_test]
+async fn real_session_trains_on_webgpu_and_cpu_and_the_loss_falls() {
+    let Some(data) = session_07().await else {
+        return;
+    };
+    for kind in [BackendKind::Wgpu, BackendKind::Cpu] {
+        let compute = backend::init(kind).await.expect("backend starts");
+        let config = TrainingConfig::new()
+            .with_optimizer(OptimizerKind::Adam)
+            .with_learning_rate(1e-3)
+            .with_batch_size(30)
+            .with_max_steps(12)
+            .with_eval_every(10)
+            .with_model(tiny_model());
+        let mut trainer = Trainer::new(config, data.clone(), &compute.device).unwrap();
+        trainer.run(|_| true).await.unwrap();
+        let report = trainer.report();
+        let steps: Vec<usize> = report.history.iter().map(|h| h.step).collect();
+        assert_eq!(steps, vec![1, 11], "{kind:?}");
+        let (first, last) = (&report.history[0], &report.history[1]);
+        web_sys::console::log_1(
+            &format!(
+                "{}: train loss {:.4} → {:.4}",
+                compute.description, first.train_loss, last.train_loss
+            )
+            .into(),
+        );
+        assert!(
+            last.train_loss < first.train_loss,
+            "{kind:?}: {} → {}",
+            first.train_loss,
+            last.train_loss
+        );
+        assert_eq!(report.best.unwrap().r.len(), 36);
+    }
+}
+
+#[wasm_bindgen_test]
+async fn webgpu_and_cpu_agree_on_a_forward_pass() {
+    let gpu = backend::init(BackendKind::Wgpu)
+        .await
+        .expect("WebGPU starts");
+    assert!(!gpu.description.is_empty());
+    let cpu = backend::init(BackendKind::Cpu).await.unwrap();
+    let config = ModelConfig::new()
+        .with_conv1(8)
+        .with_conv2(16)
+        .with_hidden1(64);
+    let pixels: Vec<f32> = (0..6 * 33 * 33)
+        .map(|i| ((i * 7919) % 256) as f32)
+        .collect();
+    let mut outputs = Vec::new();
+    for device in [&gpu.device, &cpu.device] {
+        let model = config.init([33, 33], 10, 3, device).unwrap();
+        let images = Tensor::<3>::from_data(TensorData::new(pixels.clone(), [6, 33, 33]), device);
+        let data = model.forward(images).into_data_async().await.unwrap();
+        outputs.push(data.convert::<f32>().try_into_vec::<f32>().unwrap());
+    }
+    let scale = outputs[1]
+        .iter()
+        .fold(0f32, |m, v| m.max(v.abs()))
+        .max(1e-3);
+    let worst = outputs[0]
+        .iter()
+        .zip(&outputs[1])
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        outputs[1].iter().any(|v| *v > 0.0),
+        "some output is non-zero"
+    );
+    assert!(
+        worst <= 1e-3 * scale,
+        "largest difference {worst} (scale {scale})"
+    );
+}
