@@ -57,12 +57,18 @@ async fn init_wgpu() -> Result<ComputeDevice, String> {
         .await
         .map_err(|e| format!("WebGPU could not be started: {e}"))?;
     let info = setup.adapter.get_info();
-    let mut description = format!("{:?}: {}", setup.backend, info.name);
-    if !info.driver.is_empty() {
-        description.push_str(&format!(" ({})", info.driver));
-    }
+    // In the browser wgpu reports no adapter name; the page reads it from `navigator.gpu`.
+    let api = match setup.backend {
+        burn::tensor::wgpu::wgpu::Backend::BrowserWebGpu => "WebGPU".to_string(),
+        other => format!("wgpu/{other:?}"),
+    };
+    let mut description = [api, info.name.clone(), info.driver.clone()]
+        .into_iter()
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(" · ");
     if info.device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu {
-        description.push_str(" — a software (CPU) adapter, slow");
+        description.push_str(" (a software adapter on the CPU: slow)");
     }
     Ok(ComputeDevice {
         kind: BackendKind::Wgpu,

@@ -5,6 +5,7 @@
 
 mod dataset;
 mod mat;
+pub mod simulate;
 mod split;
 
 pub use dataset::{Dataset, DatasetSummary, combine};

@@ -23,11 +23,33 @@ struct Cli {
 enum Command {
     /// Train the network on one or more .mat files (same images: neurons are concatenated).
     Train(Box<TrainArgs>),
+    /// Write a simulated V1 session (.mat) and its ground truth (…-truth.json).
+    Simulate(SimulateArgs),
     /// Print a summary of one or more .mat files, or what is wrong with them.
     Inspect {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// Seeds the stimuli, the neurons and the trial noise.
+    #[arg(long, default_value_t = 2017)]
+    seed: u64,
+    /// Where to write the .mat file; the ground truth goes beside it as …-truth.json.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 270)]
+    images: usize,
+    /// Image width and height in pixels.
+    #[arg(long, default_value_t = 33)]
+    size: usize,
+    #[arg(long, default_value_t = 40)]
+    neurons: usize,
+    /// Poisson trials averaged per image (more trials, less noise).
+    #[arg(long, default_value_t = 20)]
+    trials: usize,
 }
 
 #[derive(Args)]
@@ -156,7 +178,31 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Inspect { files } => inspect(&files),
         Command::Train(args) => train(&args),
+        Command::Simulate(args) => simulate(&args),
     }
+}
+
+fn simulate(args: &SimulateArgs) -> ExitCode {
+    use v1_predictor::data::simulate::{SimulationConfig, simulate, truth_path, write_session};
+    if args.images < 10 || args.size < 8 || args.neurons == 0 || args.trials == 0 {
+        eprintln!("error: need at least 10 images of 8×8 pixels, 1 neuron and 1 trial");
+        return ExitCode::from(2);
+    }
+    let config = SimulationConfig {
+        seed: args.seed,
+        n_images: args.images,
+        size: args.size,
+        n_neurons: args.neurons,
+        trials: args.trials,
+    };
+    let (mat, truth) = write_session(&simulate(&config));
+    let truth_file = truth_path(&args.out);
+    if let Err(e) = std::fs::write(&args.out, mat).and_then(|_| std::fs::write(&truth_file, truth)) {
+        eprintln!("error: cannot write {}: {e}", args.out.display());
+        return ExitCode::FAILURE;
+    }
+    println!("wrote {} and {}", args.out.display(), truth_file.display());
+    ExitCode::SUCCESS
 }
 
 fn load(files: &[PathBuf]) -> Result<Dataset, String> {
