@@ -183,7 +183,7 @@ fn normalise_to_seed_statistics(images: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
 
 fn random_neuron(rng: &mut impl Rng, cell_type: CellType, size: usize) -> SimulatedNeuron {
     let mid = size as f64 / 2.0;
-    let spread = size as f64 * 0.15;
+    let spread = size as f64 * 0.06;
     let mut uniform = |lo: f64, hi: f64| lo + (hi - lo) * rng.random::<f64>();
     let centre = [mid + uniform(-spread, spread), mid + uniform(-spread, spread)];
     let sigma = match cell_type {
@@ -196,7 +196,7 @@ fn random_neuron(rng: &mut impl Rng, cell_type: CellType, size: usize) -> Simula
         centre,
         sigma,
         orientation: uniform(0.0, PI),
-        frequency: uniform(0.08, 0.22),
+        frequency: uniform(0.05, 0.14),
         phase: uniform(0.0, 2.0 * PI),
         polarity: if uniform(0.0, 1.0) < 0.5 { 1.0 } else { -1.0 },
         true_rate: Vec::new(),

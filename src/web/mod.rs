@@ -1,6 +1,8 @@
 //! The browser boundary: what JavaScript (the page's worker, and the browser tests) calls.
 //! Values cross as plain JS objects through `serde-wasm-bindgen`; errors as strings.
 
+mod plots;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -57,6 +59,18 @@ impl WebDataset {
     /// Images, neurons, mean rate, pixel statistics.
     pub fn summary(&self) -> Result<JsValue, JsValue> {
         to_js(&self.inner.summary())
+    }
+
+    /// Checks a `TrainingConfig` against this dataset (set sizes, batch size, the feature
+    /// map); throws `--flag: message`.
+    pub fn validate(&self, config: JsValue) -> Result<(), JsValue> {
+        let config: TrainingConfig = serde_wasm_bindgen::from_value(config).map_err(error)?;
+        config.validate(self.inner.n_images).map_err(error)?;
+        config
+            .model
+            .architecture([self.inner.height, self.inner.width], self.inner.n_neurons)
+            .map_err(error)?;
+        Ok(())
     }
 
     /// One image's pixels, row-major, for thumbnails.

@@ -1,0 +1,539 @@
+// The page: data, settings, training controls and plots. Training itself runs in worker.js;
+// this thread only parses files (for the summary and errors) and draws.
+
+// The seed's flags, grouped and worded as its `--help`; `path` is where they sit in the
+// engine's TrainingConfig.
+const FLAGS = [
+  { group: "training", name: "learning_rate", help: "Initial learning rate.", type: "float", path: ["learning_rate"] },
+  { group: "training", name: "max_steps", help: "Number of steps to run trainer.", type: "int", path: ["max_steps"] },
+  { group: "training", name: "batch_size", help: "Batch size.", type: "int", path: ["batch_size"] },
+  { group: "training", name: "trainingset_frac", help: "Training set size (fraction of images).", type: "float", path: ["trainingset_frac"] },
+  { group: "training", name: "earlystop_frac", help: "Early stop set size (fraction of images).", type: "float", path: ["earlystop_frac"] },
+  { group: "training", name: "optimizer", help: "sgd: plain gradient descent (the seed); adam: faster.", type: "choice", choices: ["sgd", "adam"], path: ["optimizer"] },
+  { group: "training", name: "eval_every", help: "Steps between evaluations.", type: "int", path: ["eval_every"] },
+  { group: "training", name: "seed", help: "Random seed: split, initial weights, batches, dropout.", type: "int", path: ["seed"] },
+  { group: "CNN params", name: "conv1", help: "Number of filters in conv 1.", type: "int", path: ["model", "conv1"] },
+  { group: "CNN params", name: "conv2", help: "Number of filters in conv 2.", type: "int", path: ["model", "conv2"] },
+  { group: "CNN params", name: "conv1size", help: "Size (linear) of convolution kernel layer 1.", type: "int", path: ["model", "conv1size"] },
+  { group: "CNN params", name: "nk1", help: "Size of max pool kernel layer 1.", type: "int", path: ["model", "nk1"] },
+  { group: "CNN params", name: "nstride1", help: "Size of max pool stride layer 1.", type: "int", path: ["model", "nstride1"] },
+  { group: "CNN params", name: "conv2size", help: "Size (linear) of convolution kernel layer 2.", type: "int", path: ["model", "conv2size"] },
+  { group: "CNN params", name: "nk2", help: "Size of max pool kernel layer 2.", type: "int", path: ["model", "nk2"] },
+  { group: "CNN params", name: "nstride2", help: "Size of max pool stride.", type: "int", path: ["model", "nstride2"] },
+  { group: "CNN params", name: "numconvlayer", help: "Number of convolutional layers (1–3).", type: "int", path: ["model", "numconvlayer"] },
+  { group: "hidden layer", name: "hidden1", help: "Number of units in hidden layer 1.", type: "int", path: ["model", "hidden1"] },
+  { group: "hidden layer", name: "dropout", help: "Drop out keep rate during training.", type: "float", path: ["model", "dropout"] },
+];
+
+const $ = (id) => document.getElementById(id);
+// Read before anything rewrites the address bar.
+const initialParams = new URLSearchParams(location.search);
+const state = {
+  engine: null, // wasm bindings on this thread
+  files: null, // [[name, ArrayBuffer]] of the current dataset
+  datasetName: "",
+  cellTypes: [],
+  summary: null,
+  report: null,
+  worker: null,
+  running: false,
+  paused: false,
+  backendPreference: "auto",
+  lastDraw: 0,
+  drawPending: false,
+};
+
+// ---------- start-up ----------
+
+function whenEngineReady() {
+  return new Promise((resolve) => {
+    if (window.wasmBindings) resolve(window.wasmBindings);
+    else addEventListener("TrunkApplicationStarted", () => resolve(window.wasmBindings), { once: true });
+  });
+}
+
+async function main() {
+  buildForm();
+  state.engine = await whenEngineReady();
+  applyConfig(state.engine.presetConfig("seed"));
+  applyUrl();
+  wireControls();
+  await listBundledDatasets();
+  setupCanvases();
+  $("engine-status").textContent = navigator.gpu
+    ? "Ready. This browser has WebGPU."
+    : "Ready. This browser has no WebGPU: training will run on the CPU (slower).";
+  document.body.dataset.ready = "true";
+}
+
+// ---------- settings form ----------
+
+function buildForm() {
+  const form = $("settings-form");
+  for (const group of ["training", "CNN params", "hidden layer"]) {
+    const fieldset = document.createElement("fieldset");
+    fieldset.innerHTML = `<legend>${group}</legend><div class="flags"></div>`;
+    for (const flag of FLAGS.filter((f) => f.group === group)) {
+      const div = document.createElement("div");
+      div.className = "flag";
+      const id = `flag-${flag.name}`;
+      const input = flag.type === "choice"
+        ? `<select id="${id}" name="${flag.name}">${flag.choices.map((c) => `<option>${c}</option>`).join("")}</select>`
+        : `<input id="${id}" name="${flag.name}" type="text" inputmode="decimal" autocomplete="off">`;
+      div.innerHTML = `<label for="${id}">--${flag.name}</label>${input}<span class="help" id="${id}-help">${flag.help}</span>`;
+      div.querySelector(`#${id}`).setAttribute("aria-describedby", `${id}-help`);
+      fieldset.querySelector(".flags").appendChild(div);
+    }
+    form.appendChild(fieldset);
+  }
+  form.addEventListener("input", () => {
+    clearFlagErrors();
+    syncUrl();
+  });
+}
+
+function getPath(object, path) {
+  return path.reduce((o, key) => o[key], object);
+}
+
+function applyConfig(config) {
+  for (const flag of FLAGS) {
+    const value = getPath(config, flag.path);
+    $(`flag-${flag.name}`).value = flag.type === "float" ? String(Number(value.toPrecision(6))) : String(value);
+  }
+  syncUrl();
+}
+
+// The form as a TrainingConfig, or a thrown error naming the flag.
+function readConfig() {
+  const config = state.engine.presetConfig("seed");
+  for (const flag of FLAGS) {
+    const text = $(`flag-${flag.name}`).value.trim();
+    let value = text;
+    if (flag.type !== "choice") {
+      value = Number(text);
+      if (text === "" || !Number.isFinite(value)) throw flagError(flag.name, `"${text}" is not a number`);
+      if (flag.type === "int" && (!Number.isInteger(value) || value < 0)) throw flagError(flag.name, `"${text}" must be a whole number ≥ 0`);
+    }
+    const parent = flag.path.length > 1 ? config[flag.path[0]] : config;
+    parent[flag.path[flag.path.length - 1]] = value;
+  }
+  return config;
+}
+
+function flagError(flag, message) {
+  return new Error(`--${flag}: ${message}`);
+}
+
+function showSettingsError(message) {
+  const match = /^--(\w+):/.exec(message);
+  if (match && $(`flag-${match[1]}`)) {
+    const input = $(`flag-${match[1]}`);
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+  }
+  showError("settings-error", message);
+}
+
+function clearFlagErrors() {
+  document.querySelectorAll("[aria-invalid]").forEach((el) => el.removeAttribute("aria-invalid"));
+  hideError("settings-error");
+}
+
+// Settings live in the URL query so that a teacher can share a link.
+function syncUrl() {
+  const params = new URLSearchParams();
+  for (const flag of FLAGS) params.set(flag.name, $(`flag-${flag.name}`).value);
+  params.set("backend", $("backend-select").value);
+  if (state.datasetName && !state.datasetName.startsWith("upload:")) params.set("dataset", state.datasetName);
+  history.replaceState(null, "", `${location.pathname}?${params}`);
+}
+
+function applyUrl() {
+  const params = initialParams;
+  if (params.get("preset")) {
+    try {
+      applyConfig(state.engine.presetConfig(params.get("preset")));
+    } catch (error) {
+      showSettingsError(String(error));
+    }
+  }
+  for (const flag of FLAGS) {
+    if (params.has(flag.name)) $(`flag-${flag.name}`).value = params.get(flag.name);
+  }
+  if (["auto", "wgpu", "cpu"].includes(params.get("backend"))) $("backend-select").value = params.get("backend");
+}
+
+// ---------- data ----------
+
+async function listBundledDatasets() {
+  const select = $("dataset-select");
+  let names = [];
+  try {
+    names = await (await fetch("data/index.json")).json();
+  } catch {
+    names = [];
+  }
+  select.innerHTML = names.map((n) => `<option value="${n}">${n}</option>`).join("") || "<option value=''>none bundled</option>";
+  const wanted = initialParams.get("dataset");
+  if (wanted && names.includes(wanted)) select.value = wanted;
+  if (select.value) await loadBundled(select.value);
+}
+
+async function loadBundled(name) {
+  const response = await fetch(`data/${name}`);
+  if (!response.ok) return showError("data-error", `data/${name}: HTTP ${response.status}`);
+  const files = [[name, await response.arrayBuffer()]];
+  let about = "";
+  let cellTypes = [];
+  try {
+    const truth = await fetch(`data/${name.replace(/\.mat$/, "")}-truth.json`);
+    if (truth.ok) {
+      const json = await truth.json();
+      about = json.description;
+      cellTypes = json.neurons.map((n) => n.cell_type);
+    }
+  } catch {
+    // A bundled file without ground truth is fine.
+  }
+  if (useDataset(files, name, cellTypes)) $("dataset-about").textContent = about;
+}
+
+// Parses on this thread for the summary; on error keeps the previous dataset.
+function useDataset(files, name, cellTypes = []) {
+  let dataset;
+  try {
+    dataset = new state.engine.WebDataset(files.map(([n, buffer]) => [n, new Uint8Array(buffer)]));
+  } catch (error) {
+    showError("data-error", `${String(error)}\nThe previous dataset (${state.datasetName || "none"}) is still loaded.`);
+    return false;
+  }
+  hideError("data-error");
+  state.files = files;
+  state.datasetName = name;
+  state.cellTypes = cellTypes;
+  state.summary = dataset.summary();
+  showSummary(state.summary, dataset);
+  dataset.free();
+  syncUrl();
+  return true;
+}
+
+function showSummary(s, dataset) {
+  const rows = [
+    ["Files", s.sources.join(", ")],
+    ["Images", `${s.n_images} of ${s.height} × ${s.width} pixels (mean ${s.pixel_mean.toFixed(1)}, sd ${s.pixel_sd.toFixed(1)})`],
+    ["Neurons", `${s.n_neurons}`],
+    ["Mean rate", `${s.mean_rate.toFixed(3)} spikes per 50 ms (max ${s.max_rate.toFixed(2)})`],
+  ];
+  $("dataset-summary").innerHTML = `<table>${rows.map(([k, v]) => `<tr><th scope="row">${k}</th><td>${escapeHtml(v)}</td></tr>`).join("")}</table>`;
+  const strip = $("thumbnails");
+  strip.innerHTML = "";
+  for (let i = 0; i < Math.min(16, s.n_images); i++) {
+    const pixels = dataset.image(i);
+    const canvas = document.createElement("canvas");
+    canvas.width = s.width;
+    canvas.height = s.height;
+    canvas.setAttribute("role", "img");
+    canvas.setAttribute("aria-label", `stimulus image ${i + 1}`);
+    const ctx = canvas.getContext("2d");
+    const image = ctx.createImageData(s.width, s.height);
+    const lo = Math.min(0, s.pixel_min);
+    const hi = Math.max(255, s.pixel_max);
+    for (let p = 0; p < pixels.length; p++) {
+      const v = Math.round(((pixels[p] - lo) / (hi - lo)) * 255);
+      image.data.set([v, v, v, 255], p * 4);
+    }
+    ctx.putImageData(image, 0, 0);
+    strip.appendChild(canvas);
+  }
+}
+
+async function readFiles(fileList) {
+  const files = [];
+  for (const file of fileList) files.push([file.name, await file.arrayBuffer()]);
+  if (files.length === 0) return;
+  if (useDataset(files, `upload:${files.map((f) => f[0]).join("+")}`)) {
+    $("dataset-about").textContent = `Your file${files.length > 1 ? "s" : ""}, read in this browser only.`;
+  }
+}
+
+// ---------- training ----------
+
+function startWorker() {
+  if (state.worker) state.worker.terminate();
+  state.worker = new Worker("worker.js", { type: "module" });
+  state.worker.onmessage = (event) => onWorkerMessage(event.data);
+  state.worker.onerror = (event) => {
+    event.preventDefault();
+    onWorkerMessage({ type: "error", message: event.message || "the training worker crashed" });
+  };
+}
+
+function train() {
+  clearFlagErrors();
+  hideError("train-error");
+  if (!state.files) return showError("train-error", "Choose a dataset first.");
+  let config;
+  try {
+    config = readConfig();
+    // The engine's own check (flags against this dataset) before any work starts.
+    const dataset = new state.engine.WebDataset(state.files.map(([n, b]) => [n, new Uint8Array(b)]));
+    try {
+      dataset.validate(config);
+    } finally {
+      dataset.free();
+    }
+  } catch (error) {
+    return showSettingsError(String(error.message || error));
+  }
+  state.config = config;
+  state.report = null;
+  state.backendPreference = $("backend-select").value;
+  launch(config, state.backendPreference);
+}
+
+function launch(config, backend) {
+  startWorker();
+  state.running = true;
+  state.paused = false;
+  state.startedAt = performance.now();
+  state.worker.postMessage({ type: "train", files: state.files.map(([n, b]) => [n, new Uint8Array(b.slice(0))]), config, backend });
+  $("backend-notice").hidden = true;
+  $("backend-status").textContent = "Starting…";
+  $("progress-text").textContent = "Starting (the first steps compile GPU kernels)…";
+  document.body.dataset.state = "running";
+  updateButtons();
+}
+
+function onWorkerMessage(msg) {
+  switch (msg.type) {
+    case "backend":
+      $("backend-status").textContent = `Computing on: ${msg.description}`;
+      document.body.dataset.backend = msg.kind;
+      if (msg.notice) {
+        $("backend-notice").textContent = msg.notice;
+        $("backend-notice").hidden = false;
+      }
+      break;
+    case "started":
+      state.report = msg.report;
+      drawPlots();
+      break;
+    case "progress":
+      onProgress(msg);
+      break;
+    case "paused":
+      $("progress-text").textContent += " — paused";
+      document.body.dataset.state = "paused";
+      break;
+    case "resumed":
+      document.body.dataset.state = "running";
+      break;
+    case "finished":
+      state.report = msg.report;
+      state.running = false;
+      onProgress({ progress: { steps_done: msg.report.steps_done, max_steps: msg.report.flags.max_steps, best: msg.report.best }, report: msg.report, elapsedMs: msg.elapsedMs });
+      drawPlots();
+      $("progress-text").textContent = `${msg.stopped ? "Stopped" : "Finished"} after ${msg.report.steps_done} steps in ${formatSeconds(msg.elapsedMs / 1000)}.`;
+      document.body.dataset.state = msg.stopped ? "stopped" : "finished";
+      updateButtons();
+      break;
+    case "error":
+      onTrainingError(msg.message);
+      break;
+  }
+}
+
+function onTrainingError(message) {
+  const wasStarting = state.running && !state.report;
+  state.running = false;
+  // A WebGPU failure while starting: fall back to the CPU once, and say so.
+  if (wasStarting && state.backendPreference === "auto" && document.body.dataset.backend !== "cpu") {
+    state.backendPreference = "cpu";
+    launch(state.config, "cpu");
+    $("backend-notice").textContent = `WebGPU failed while starting (${message}); training on the CPU instead.`;
+    $("backend-notice").hidden = false;
+    return;
+  }
+  showError("train-error", message);
+  document.body.dataset.state = "error";
+  updateButtons();
+}
+
+function onProgress({ progress, report, elapsedMs }) {
+  if (report) state.report = report;
+  const { steps_done: done, max_steps: max } = progress;
+  $("progress-bar").value = done / max;
+  const seconds = elapsedMs / 1000;
+  const rate = done / Math.max(seconds, 1e-3);
+  const left = (max - done) / Math.max(rate, 1e-9);
+  $("progress-text").textContent = `Step ${done.toLocaleString()} of ${max.toLocaleString()} · ${rate.toFixed(rate < 10 ? 2 : 0)} steps/s · about ${formatSeconds(left)} left`;
+  const best = progress.best;
+  if (best) {
+    $("results").innerHTML = `Best network so far (step ${best.step}): mean r = <span id="mean-r">${best.mean_r.toFixed(3)}</span> · FVE = <span id="fve">${best.fve.toFixed(3)}</span>`;
+  }
+  if (report) scheduleDraw();
+}
+
+// Redraws at most every 300 ms, in an animation frame, so plotting never starves the page.
+function scheduleDraw() {
+  if (state.drawPending) return;
+  state.drawPending = true;
+  const wait = Math.max(0, 300 - (performance.now() - state.lastDraw));
+  setTimeout(() => requestAnimationFrame(() => {
+    state.drawPending = false;
+    state.lastDraw = performance.now();
+    drawPlots();
+  }), wait);
+}
+
+function formatSeconds(s) {
+  if (!Number.isFinite(s)) return "—";
+  if (s < 90) return `${Math.round(s)} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+function updateButtons() {
+  $("train-button").disabled = state.running;
+  $("pause-button").disabled = !state.running;
+  $("stop-button").disabled = !state.running;
+  $("pause-button").textContent = state.paused ? "Resume" : "Pause";
+}
+
+function togglePause() {
+  if (!state.running) return;
+  state.paused = !state.paused;
+  state.worker.postMessage({ type: state.paused ? "pause" : "resume" });
+  updateButtons();
+}
+
+function stop() {
+  if (state.running) state.worker.postMessage({ type: "stop" });
+}
+
+function reset() {
+  if (state.worker) state.worker.terminate();
+  state.worker = null;
+  state.running = false;
+  state.paused = false;
+  state.report = null;
+  $("progress-bar").value = 0;
+  $("progress-text").textContent = "Not started.";
+  $("results").innerHTML = "";
+  $("backend-status").textContent = "";
+  $("backend-notice").hidden = true;
+  hideError("train-error");
+  document.body.dataset.state = "idle";
+  drawPlots();
+  updateButtons();
+}
+
+// ---------- plots ----------
+
+function setupCanvases() {
+  const resize = () => {
+    for (const canvas of [$("progress-canvas"), $("pearson-canvas")]) {
+      const ratio = window.devicePixelRatio || 1;
+      canvas.width = Math.round(canvas.clientWidth * ratio);
+      canvas.height = Math.round(canvas.clientHeight * ratio);
+    }
+    drawPlots();
+  };
+  new ResizeObserver(resize).observe($("plots-section"));
+  resize();
+}
+
+function drawPlots() {
+  const ratio = window.devicePixelRatio || 1;
+  const report = state.report;
+  for (const canvas of [$("progress-canvas"), $("pearson-canvas")]) {
+    canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+  }
+  if (!report) return;
+  try {
+    state.engine.drawProgress($("progress-canvas"), report, { scale: ratio });
+    state.engine.drawPearson($("pearson-canvas"), report, {
+      scale: ratio,
+      sortByR: $("sort-select").value === "r",
+      cellTypes: state.cellTypes.length === (report.best ? report.best.r.length : -1) ? state.cellTypes : [],
+    });
+  } catch (error) {
+    console.error(error);
+  }
+  describePlots(report);
+}
+
+// Text alternatives: the plots' key numbers, and the per-neuron table.
+function describePlots(report) {
+  const last = report.history[report.history.length - 1];
+  const best = report.best;
+  $("progress-canvas").setAttribute("aria-label", last
+    ? `Training progress: at step ${last.step} training loss ${last.train_loss.toFixed(4)}, early-stop loss ${last.early_stop_loss.toFixed(4)}, evaluation loss ${last.eval_loss.toFixed(4)}, mean r ${last.mean_r.toFixed(3)}; baseline loss ${report.baseline_loss.toFixed(4)}${best ? `; best step ${best.step}` : ""}.`
+    : "Training progress: no evaluation yet.");
+  if (!best) return;
+  $("pearson-canvas").setAttribute("aria-label", `Pearson r per neuron for the best network (step ${best.step}): mean ${best.mean_r.toFixed(3)}, lowest ${Math.min(...best.r).toFixed(3)}, highest ${Math.max(...best.r).toFixed(3)}.`);
+  const types = state.cellTypes.length === best.r.length;
+  $("neuron-table").innerHTML = `<tr><th>neuron</th>${types ? "<th>true cell type</th>" : ""}<th>Pearson r</th><th>eval loss</th><th>baseline loss</th></tr>` +
+    best.r.map((r, i) => `<tr><td>${i + 1}</td>${types ? `<td>${state.cellTypes[i]}</td>` : ""}<td>${r.toFixed(3)}</td><td>${best.eval_loss_per_neuron[i].toFixed(4)}</td><td>${report.baseline_loss_per_neuron[i].toFixed(4)}</td></tr>`).join("");
+}
+
+// ---------- wiring ----------
+
+function wireControls() {
+  $("train-button").addEventListener("click", train);
+  $("pause-button").addEventListener("click", togglePause);
+  $("stop-button").addEventListener("click", stop);
+  $("reset-button").addEventListener("click", reset);
+  $("preset-seed").addEventListener("click", () => applyConfig(state.engine.presetConfig("seed")));
+  $("preset-fast").addEventListener("click", () => applyConfig(state.engine.presetConfig("fast")));
+  $("copy-link").addEventListener("click", async () => {
+    syncUrl();
+    try {
+      await navigator.clipboard.writeText(location.href);
+      $("copy-link").textContent = "Link copied";
+    } catch {
+      $("copy-link").textContent = "Copy the address bar";
+    }
+  });
+  $("backend-select").addEventListener("change", syncUrl);
+  $("sort-select").addEventListener("change", drawPlots);
+  $("dataset-select").addEventListener("change", (e) => loadBundled(e.target.value));
+  $("file-input").addEventListener("change", (e) => readFiles(e.target.files));
+  const zone = $("drop-zone");
+  zone.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    zone.classList.add("dragging");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("dragging");
+    readFiles(e.dataTransfer.files);
+  });
+  zone.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") {
+      e.preventDefault();
+      $("file-input").click();
+    }
+  });
+}
+
+function showError(id, message) {
+  $(id).textContent = message;
+  $(id).hidden = false;
+}
+
+function hideError(id) {
+  $(id).hidden = true;
+  $(id).textContent = "";
+}
+
+function escapeHtml(text) {
+  return String(text).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+}
+
+main().catch((error) => {
+  $("engine-status").textContent = `The engine failed to start: ${error}`;
+});

@@ -1,0 +1,111 @@
+// The training worker: loads the same wasm engine as the page and trains in slices of steps,
+// so that the page never freezes and pause / resume / stop arrive between slices.
+import init, { WebDataset, WebTrainer, initBackend } from "./v1-predictor.js";
+
+const ready = init({ module_or_path: new URL("./v1-predictor_bg.wasm", import.meta.url) });
+
+// One run at a time; `control` is how messages reach the loop between slices.
+let control = null;
+const TARGET_SLICE_MS = 150;
+
+self.onmessage = async (event) => {
+  const msg = event.data;
+  if (msg.type === "train") {
+    if (control) control.stopped = true;
+    control = { paused: false, stopped: false, wake: null };
+    await ready;
+    train(msg, control).catch((error) => post({ type: "error", message: String(error && error.message || error) }));
+  } else if (control) {
+    if (msg.type === "pause") control.paused = true;
+    if (msg.type === "resume") control.paused = false;
+    if (msg.type === "stop") control.stopped = true;
+    if (control.wake) control.wake();
+  }
+};
+
+function post(message) {
+  self.postMessage(message);
+}
+
+// Which GPU the browser gives us, in words, or why there is none.
+async function webgpuAdapter() {
+  if (!("gpu" in navigator)) return { ok: false, reason: "this browser has no WebGPU" };
+  try {
+    const adapter = await navigator.gpu.requestAdapter();
+    if (!adapter) return { ok: false, reason: "the browser offers no WebGPU adapter (GPU blocked or absent)" };
+    const info = adapter.info || {};
+    const parts = [info.vendor, info.architecture, info.description].filter((p) => p);
+    const fallback = info.isFallbackAdapter || adapter.isFallbackAdapter;
+    return { ok: true, name: (parts.join(" ") || "unnamed adapter") + (fallback ? " (software fallback, slow)" : "") };
+  } catch (error) {
+    return { ok: false, reason: `WebGPU failed: ${error.message || error}` };
+  }
+}
+
+async function chooseBackend(preference) {
+  if (preference === "cpu") {
+    return { kind: "cpu", description: await initBackend("cpu"), notice: null };
+  }
+  const adapter = await webgpuAdapter();
+  if (adapter.ok) {
+    try {
+      await initBackend("wgpu");
+      return { kind: "wgpu", description: `GPU via WebGPU: ${adapter.name}`, notice: null };
+    } catch (error) {
+      adapter.reason = String(error);
+    }
+  }
+  if (preference === "wgpu") throw new Error(`WebGPU was requested but is not available: ${adapter.reason}`);
+  return {
+    kind: "cpu",
+    description: await initBackend("cpu"),
+    notice: `WebGPU is not available (${adapter.reason}), so training runs on the CPU — slower, but the same network.`,
+  };
+}
+
+async function train(msg, ctl) {
+  const dataset = new WebDataset(msg.files);
+  const backend = await chooseBackend(msg.backend);
+  post({ type: "backend", ...backend });
+  const trainer = await WebTrainer.create(dataset, msg.config, backend.kind);
+  post({ type: "started", report: trainer.report() });
+
+  const started = performance.now();
+  let pausedMs = 0;
+  let slice = 1;
+  let lastReportAt = -Infinity;
+  for (;;) {
+    while (ctl.paused && !ctl.stopped) {
+      const pausedAt = performance.now();
+      post({ type: "paused" });
+      await new Promise((wake) => (ctl.wake = wake));
+      ctl.wake = null;
+      pausedMs += performance.now() - pausedAt;
+      if (!ctl.paused) post({ type: "resumed" });
+    }
+    if (ctl.stopped) break;
+    const t0 = performance.now();
+    const progress = await trainer.advance(slice);
+    const took = performance.now() - t0;
+    // Aim for slices of ~150 ms: responsive controls, few round trips.
+    if (!progress.evaluation) slice = Math.max(1, Math.min(200, Math.round(slice * TARGET_SLICE_MS / Math.max(took, 1))));
+    // The full report (history, per-neuron r) at most 4 times a second: small networks on a
+    // fast device evaluate far more often than a page can redraw.
+    const now = performance.now();
+    const sendReport = progress.evaluation && now - lastReportAt > 250;
+    if (sendReport) lastReportAt = now;
+    post({
+      type: "progress",
+      progress,
+      report: sendReport ? trainer.report() : null,
+      elapsedMs: now - started - pausedMs,
+    });
+    if (progress.finished) break;
+    // Let pause / stop messages in.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  post({ type: "finished", report: trainer.report(), stopped: ctl.stopped, elapsedMs: performance.now() - started - pausedMs });
+  trainer.free();
+  dataset.free();
+  if (control === ctl) control = null;
+}

@@ -1,0 +1,55 @@
+"""Serves the built page (DIST_DIR, default dist/) on 127.0.0.1 and starts headless Chromium
+with WebGPU on SwiftShader through the system chromedriver (no driver or browser download)."""
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+FLAGS = ["--headless=new", "--no-sandbox", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-quic", "--enable-unsafe-webgpu",
+         "--enable-features=Vulkan", "--use-vulkan=swiftshader", "--use-angle=swiftshader",
+         "--enable-unsafe-swiftshader", "--window-size=1280,2400"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def base_url():
+    dist = pathlib.Path(os.environ.get("DIST_DIR", ROOT / "dist"))
+    assert (dist / "index.html").exists(), f"{dist} has no built page: run `trunk build` first"
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "static_server.py"), str(dist), str(port)])
+    for _ in range(50):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    server.terminate()
+
+
+@pytest.fixture
+def driver():
+    options = webdriver.ChromeOptions()
+    options.binary_location = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tempfile.mkdtemp()}")
+    service = Service(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
+    browser = webdriver.Chrome(options=options, service=service)
+    browser.set_script_timeout(60)
+    yield browser
+    browser.quit()

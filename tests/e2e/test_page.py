@@ -1,0 +1,154 @@
+"""End-to-end tests of the built page in real headless Chromium, driven over WebDriver
+(chromedriver), served on 127.0.0.1. WebGPU runs on SwiftShader (a CPU Vulkan), so runs are
+kept to a few steps of a small network.
+
+Run by .ci/test after `trunk build`: python3 -m pytest tests/e2e (DIST_DIR = the built page)."""
+import base64
+import json
+import os
+import pathlib
+import struct
+import time
+import urllib.parse
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+KOHN = ROOT.parent / "shared" / "data" / "kohn-v1"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+
+# A small network keeps SwiftShader runs short.
+SMALL = {"conv1": "4", "conv2": "8", "hidden1": "32", "batch_size": "20", "eval_every": "5",
+         "optimizer": "adam", "learning_rate": "0.001"}
+
+
+def open_page(driver, base_url, **params):
+    query = urllib.parse.urlencode(params)
+    driver.get(f"{base_url}/index.html" + (f"?{query}" if query else ""))
+    WebDriverWait(driver, 120).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
+    WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "dataset-summary").text)
+
+
+def wait_state(driver, states, timeout):
+    WebDriverWait(driver, timeout).until(
+        lambda d: d.execute_script("return document.body.dataset.state") in states,
+        message=f"page never reached {states}; error: " + driver.find_element(By.ID, "train-error").text)
+    return driver.execute_script("return document.body.dataset.state")
+
+
+def canvas_has_drawing(driver, canvas_id):
+    """Counts pixels that are neither white nor transparent."""
+    return driver.execute_script("""
+        const c = document.getElementById(arguments[0]);
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i+3] > 0 && (d[i] < 200 || d[i+1] < 200 || d[i+2] < 200)) n++;
+        return n;""", canvas_id)
+
+
+def upload(driver, *paths):
+    box = driver.find_element(By.ID, "file-input")
+    box.send_keys("\n".join(str(p) for p in paths))
+
+
+def test_page_loads_with_the_bundled_data(driver, base_url):
+    open_page(driver, base_url)
+    summary = driver.find_element(By.ID, "dataset-summary").text
+    assert "270 of 33 × 33" in summary and "40" in summary, summary
+    assert Select(driver.find_element(By.ID, "dataset-select")).first_selected_option.text == "simulated-v1.mat"
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#thumbnails canvas")) == 16
+    assert "Nothing leaves your browser" in driver.find_element(By.TAG_NAME, "header").text
+    assert "simulated" in driver.find_element(By.ID, "dataset-about").text
+
+
+def test_short_webgpu_run_draws_both_plots_and_reports_mean_r(driver, base_url):
+    open_page(driver, base_url, max_steps="12", backend="wgpu", **SMALL)
+    driver.find_element(By.ID, "train-button").click()
+    assert wait_state(driver, {"finished", "error"}, 600) == "finished"
+    assert driver.execute_script("return document.body.dataset.backend") == "wgpu"
+    assert "WebGPU" in driver.find_element(By.ID, "backend-status").text
+    mean_r = float(driver.find_element(By.ID, "mean-r").text)
+    assert -1.0 <= mean_r <= 1.0
+    assert canvas_has_drawing(driver, "progress-canvas") > 1000
+    assert canvas_has_drawing(driver, "pearson-canvas") > 1000
+    rows = driver.find_elements(By.CSS_SELECTOR, "#neuron-table tr")
+    assert len(rows) == 41  # header + 40 neurons, with their true cell types
+    assert "simple" in driver.find_element(By.ID, "neuron-table").get_attribute("textContent")
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / "page-after-webgpu-run.png"))
+
+
+@pytest.mark.skipif(not KOHN.exists(), reason="../shared/data/kohn-v1 is absent")
+def test_real_session_uploads_and_trains_on_the_cpu(driver, base_url):
+    open_page(driver, base_url, max_steps="8", backend="cpu", **SMALL)
+    upload(driver, KOHN / "07mean50ms_smallim_d2_crop.mat")
+    WebDriverWait(driver, 30).until(lambda d: "07mean50ms" in d.find_element(By.ID, "dataset-summary").text)
+    assert "36" in driver.find_element(By.ID, "dataset-summary").text
+    driver.find_element(By.ID, "train-button").click()
+    assert wait_state(driver, {"finished", "error"}, 300) == "finished"
+    assert driver.execute_script("return document.body.dataset.backend") == "cpu"
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#neuron-table tr")) == 37
+
+
+def test_bad_file_shows_its_error_and_the_page_still_trains(driver, base_url, tmp_path):
+    open_page(driver, base_url, max_steps="6", backend="cpu", **SMALL)
+    bad = tmp_path / "broken.mat"
+    bad.write_bytes(b"MATLAB 7.3 MAT-file, HDF5 schema".ljust(116) + bytes(12))
+    upload(driver, bad)
+    error = driver.find_element(By.ID, "data-error")
+    WebDriverWait(driver, 20).until(lambda d: error.is_displayed())
+    assert "broken.mat" in error.text and "v7.3" in error.text and "-v7" in error.text
+    assert "simulated-v1.mat" in driver.find_element(By.ID, "dataset-summary").text
+    driver.find_element(By.ID, "train-button").click()
+    assert wait_state(driver, {"finished", "error"}, 300) == "finished"
+
+
+def test_absurd_setting_is_refused_next_to_its_flag(driver, base_url):
+    open_page(driver, base_url, batch_size="5000", backend="cpu")
+    driver.find_element(By.ID, "train-button").click()
+    message = driver.find_element(By.ID, "settings-error")
+    WebDriverWait(driver, 10).until(lambda d: message.is_displayed())
+    assert message.text.startswith("--batch_size:"), message.text
+    assert driver.find_element(By.ID, "flag-batch_size").get_attribute("aria-invalid") == "true"
+    assert driver.execute_script("return document.body.dataset.state") in (None, "idle")
+
+
+def test_cpu_path_when_webgpu_is_forced_off(driver, base_url):
+    open_page(driver, base_url, max_steps="6", backend="cpu", **SMALL)
+    driver.find_element(By.ID, "train-button").click()
+    assert wait_state(driver, {"finished", "error"}, 300) == "finished"
+    assert "CPU" in driver.find_element(By.ID, "backend-status").text
+
+
+def test_pause_and_resume(driver, base_url):
+    open_page(driver, base_url, max_steps="100000", backend="cpu", **SMALL)
+    driver.find_element(By.ID, "train-button").click()
+    WebDriverWait(driver, 120).until(lambda d: d.find_element(By.ID, "progress-bar").get_attribute("value") not in ("0", None))
+    driver.find_element(By.ID, "pause-button").click()
+    assert wait_state(driver, {"paused"}, 60) == "paused"
+    value = driver.find_element(By.ID, "progress-bar").get_attribute("value")
+    time.sleep(2)
+    assert driver.find_element(By.ID, "progress-bar").get_attribute("value") == value, "no steps while paused"
+    driver.find_element(By.ID, "pause-button").click()
+    WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "progress-bar").get_attribute("value") != value)
+    driver.find_element(By.ID, "stop-button").click()
+    assert wait_state(driver, {"stopped", "finished"}, 120) in ("stopped", "finished")
+
+
+def test_settings_url_round_trips(driver, base_url):
+    open_page(driver, base_url, learning_rate="0.0003", numconvlayer="1", optimizer="adam", backend="cpu")
+    assert driver.find_element(By.ID, "flag-learning_rate").get_attribute("value") == "0.0003"
+    assert driver.find_element(By.ID, "flag-numconvlayer").get_attribute("value") == "1"
+    box = driver.find_element(By.ID, "flag-hidden1")
+    box.clear()
+    box.send_keys("123")
+    url = driver.current_url
+    params = urllib.parse.parse_qs(urllib.parse.urlparse(url).query)
+    assert params["hidden1"] == ["123"] and params["optimizer"] == ["adam"] and params["backend"] == ["cpu"]
+    driver.get(url)
+    WebDriverWait(driver, 120).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
+    assert driver.find_element(By.ID, "flag-hidden1").get_attribute("value") == "123"
+    assert driver.find_element(By.ID, "flag-learning_rate").get_attribute("value") == "0.0003"
+    assert Select(driver.find_element(By.ID, "backend-select")).first_selected_option.get_attribute("value") == "cpu"
