@@ -1,5 +1,6 @@
 //! The MAT loader on files written by scipy, on every kind of bad file, and on the real
 //! recordings (memory order and image orientation).
+#![cfg(not(target_arch = "wasm32"))] // native tests: they read files and run Python
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The engine natively on the CPU backend: shapes, flag checks, evaluation schedule, best
 //! network, determinism, and a short run on a real recording.
+#![cfg(not(target_arch = "wasm32"))] // native tests: they read files and run Python
 
 mod common;
 

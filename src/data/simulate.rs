@@ -34,7 +34,7 @@ impl Default for SimulationConfig {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CellType {
     /// Gabor filter, half-wave rectified: linear in the image, one phase.
@@ -103,10 +103,17 @@ pub fn simulate(config: &SimulationConfig) -> Simulation {
             _ => CellType::NormalisedTexture,
         };
         let mut neuron = random_neuron(&mut rng, cell_type, size);
-        let drive: Vec<f64> = images.iter().map(|img| response(&neuron, img, size)).collect();
+        let drive: Vec<f64> = images
+            .iter()
+            .map(|img| response(&neuron, img, size))
+            .collect();
         neuron.true_rate = drive_to_rate(&mut rng, &drive);
         let mean = neuron.true_rate.iter().sum::<f64>() / config.n_images as f64;
-        let var = neuron.true_rate.iter().map(|r| (r - mean).powi(2)).sum::<f64>()
+        let var = neuron
+            .true_rate
+            .iter()
+            .map(|r| (r - mean).powi(2))
+            .sum::<f64>()
             / config.n_images as f64;
         neuron.r_ceiling = (var / (var + mean / config.trials as f64)).sqrt();
         for (i, &rate) in neuron.true_rate.iter().enumerate() {
@@ -156,14 +163,19 @@ fn dead_leaves(rng: &mut impl Rng, size: usize) -> Vec<f64> {
         for y in 0..size {
             for x in 0..size {
                 let pixel = &mut image[y * size + x];
-                if pixel.is_nan() && (x as f64 - cx).powi(2) + (y as f64 - cy).powi(2) <= radius * radius {
+                if pixel.is_nan()
+                    && (x as f64 - cx).powi(2) + (y as f64 - cy).powi(2) <= radius * radius
+                {
                     *pixel = grey;
                     uncovered -= 1;
                 }
             }
         }
     }
-    image.iter().map(|p| if p.is_nan() { 0.0 } else { *p }).collect()
+    image
+        .iter()
+        .map(|p| if p.is_nan() { 0.0 } else { *p })
+        .collect()
 }
 
 /// Pixel mean ≈ 117 and sd ≈ 50 over the whole set, as the real files; stored as uint8.
@@ -185,7 +197,10 @@ fn random_neuron(rng: &mut impl Rng, cell_type: CellType, size: usize) -> Simula
     let mid = size as f64 / 2.0;
     let spread = size as f64 * 0.06;
     let mut uniform = |lo: f64, hi: f64| lo + (hi - lo) * rng.random::<f64>();
-    let centre = [mid + uniform(-spread, spread), mid + uniform(-spread, spread)];
+    let centre = [
+        mid + uniform(-spread, spread),
+        mid + uniform(-spread, spread),
+    ];
     let sigma = match cell_type {
         CellType::NormalisedTexture => uniform(5.0, 8.0),
         CellType::CentreSurround => uniform(1.2, 2.5),
@@ -233,7 +248,8 @@ fn response(n: &SimulatedNeuron, image: &[f64], size: usize) -> f64 {
             let dog = |x: f64, y: f64| {
                 let d2 = (x - n.centre[0]).powi(2) + (y - n.centre[1]).powi(2);
                 let (sc, ss) = (n.sigma, n.sigma * 2.5);
-                (-d2 / (2.0 * sc * sc)).exp() / (sc * sc) - (-d2 / (2.0 * ss * ss)).exp() / (ss * ss)
+                (-d2 / (2.0 * sc * sc)).exp() / (sc * sc)
+                    - (-d2 / (2.0 * ss * ss)).exp() / (ss * ss)
             };
             (n.polarity * dot(&dog)).max(0.0)
         }
@@ -241,8 +257,18 @@ fn response(n: &SimulatedNeuron, image: &[f64], size: usize) -> f64 {
             // Small oriented energy detectors tiled over a large region...
             let mut preferred = 0.0;
             let mut all_orientations = 0.0;
-            let small = SimulatedNeuron { sigma: 1.5, frequency: 0.2, ..n.clone() };
-            for (ox, oy) in [(-3.0, -3.0), (3.0, -3.0), (-3.0, 3.0), (3.0, 3.0), (0.0, 0.0)] {
+            let small = SimulatedNeuron {
+                sigma: 1.5,
+                frequency: 0.2,
+                ..n.clone()
+            };
+            for (ox, oy) in [
+                (-3.0, -3.0),
+                (3.0, -3.0),
+                (-3.0, 3.0),
+                (3.0, 3.0),
+                (0.0, 0.0),
+            ] {
                 let local = SimulatedNeuron {
                     centre: [n.centre[0] + ox, n.centre[1] + oy],
                     ..small.clone()
@@ -268,7 +294,9 @@ fn response(n: &SimulatedNeuron, image: &[f64], size: usize) -> f64 {
 fn drive_to_rate(rng: &mut impl Rng, drive: &[f64]) -> Vec<f64> {
     let n = drive.len() as f64;
     let mean = drive.iter().sum::<f64>() / n;
-    let sd = (drive.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / n).sqrt().max(1e-12);
+    let sd = (drive.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / n)
+        .sqrt()
+        .max(1e-12);
     let target_mean = 0.15 + 0.7 * rng.random::<f64>();
     let spontaneous = 0.05 + 0.1 * rng.random::<f64>();
     // An expansive nonlinearity on the standardised drive, then a gain for the mean.
@@ -298,7 +326,9 @@ pub fn write_session(sim: &Simulation) -> (Vec<u8>, String) {
 
 /// `session.mat` → `session-truth.json`.
 pub fn truth_path(mat: &std::path::Path) -> std::path::PathBuf {
-    let stem = mat.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let stem = mat
+        .file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
     mat.with_file_name(format!("{stem}-truth.json"))
 }
 
@@ -320,7 +350,12 @@ pub fn write_mat(dataset: &Dataset, header_text: &str) -> Vec<u8> {
     out.extend(b"IM");
 
     // MATLAB stores column-major: the first index varies fastest.
-    let (n, h, w, k) = (dataset.n_images, dataset.height, dataset.width, dataset.n_neurons);
+    let (n, h, w, k) = (
+        dataset.n_images,
+        dataset.height,
+        dataset.width,
+        dataset.n_neurons,
+    );
     let mut pixels = Vec::with_capacity(n * h * w);
     for c in 0..w {
         for r in 0..h {
@@ -351,8 +386,14 @@ fn element(data_type: u32, payload: &[u8]) -> Vec<u8> {
 }
 
 fn matrix_element(name: &str, class: u32, dims: &[usize], data_type: u32, data: &[u8]) -> Vec<u8> {
-    let flags: Vec<u8> = [class, 0].iter().flat_map(|v: &u32| v.to_le_bytes()).collect();
-    let dims: Vec<u8> = dims.iter().flat_map(|&d| (d as i32).to_le_bytes()).collect();
+    let flags: Vec<u8> = [class, 0]
+        .iter()
+        .flat_map(|v: &u32| v.to_le_bytes())
+        .collect();
+    let dims: Vec<u8> = dims
+        .iter()
+        .flat_map(|&d| (d as i32).to_le_bytes())
+        .collect();
     let mut payload = element(6, &flags); // miUINT32
     payload.extend(element(5, &dims)); // miINT32
     payload.extend(element(1, name.as_bytes())); // miINT8
@@ -377,21 +418,41 @@ mod tests {
         let back = crate::data::read_mat("sim.mat", &bytes).unwrap();
         assert_eq!(back.images, sim.dataset.images);
         assert_eq!(back.activity, sim.dataset.activity);
-        assert_eq!(write_mat(&simulate(&config).dataset, "MATLAB 5.0 MAT-file, test"), bytes);
+        assert_eq!(
+            write_mat(&simulate(&config).dataset, "MATLAB 5.0 MAT-file, test"),
+            bytes
+        );
     }
 
     #[test]
     fn stimuli_and_rates_look_like_the_real_recordings() {
         let sim = simulate(&SimulationConfig::default());
         let s = sim.dataset.summary();
-        assert!((s.pixel_mean - 117.0).abs() < 3.0, "pixel mean {}", s.pixel_mean);
+        assert!(
+            (s.pixel_mean - 117.0).abs() < 3.0,
+            "pixel mean {}",
+            s.pixel_mean
+        );
         assert!((s.pixel_sd - 50.0).abs() < 5.0, "pixel sd {}", s.pixel_sd);
-        assert!((0.3..0.8).contains(&s.mean_rate), "mean rate {}", s.mean_rate);
+        assert!(
+            (0.3..0.8).contains(&s.mean_rate),
+            "mean rate {}",
+            s.mean_rate
+        );
         assert!((2.0..10.0).contains(&s.max_rate), "max rate {}", s.max_rate);
         // Trial averages of 20 Poisson counts are multiples of 0.05.
-        assert!(sim.dataset.activity.iter().all(|a| ((a * 20.0) - (a * 20.0).round()).abs() < 1e-4));
+        assert!(
+            sim.dataset
+                .activity
+                .iter()
+                .all(|a| ((a * 20.0) - (a * 20.0).round()).abs() < 1e-4)
+        );
         let types: std::collections::HashSet<_> = sim.neurons.iter().map(|n| n.cell_type).collect();
         assert_eq!(types.len(), 4);
-        assert!(sim.neurons.iter().all(|n| n.r_ceiling > 0.3 && n.r_ceiling < 1.0));
+        assert!(
+            sim.neurons
+                .iter()
+                .all(|n| n.r_ceiling > 0.3 && n.r_ceiling < 1.0)
+        );
     }
 }

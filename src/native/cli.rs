@@ -197,7 +197,8 @@ fn simulate(args: &SimulateArgs) -> ExitCode {
     };
     let (mat, truth) = write_session(&simulate(&config));
     let truth_file = truth_path(&args.out);
-    if let Err(e) = std::fs::write(&args.out, mat).and_then(|_| std::fs::write(&truth_file, truth)) {
+    if let Err(e) = std::fs::write(&args.out, mat).and_then(|_| std::fs::write(&truth_file, truth))
+    {
         eprintln!("error: cannot write {}: {e}", args.out.display());
         return ExitCode::FAILURE;
     }

@@ -63,6 +63,7 @@ async function main() {
   $("engine-status").textContent = navigator.gpu
     ? "Ready. This browser has WebGPU."
     : "Ready. This browser has no WebGPU: training will run on the CPU (slower).";
+  document.body.dataset.readyMs = String(Math.round(performance.now()));
   document.body.dataset.ready = "true";
 }
 
@@ -336,6 +337,7 @@ function onWorkerMessage(msg) {
       onProgress({ progress: { steps_done: msg.report.steps_done, max_steps: msg.report.flags.max_steps, best: msg.report.best }, report: msg.report, elapsedMs: msg.elapsedMs });
       drawPlots();
       $("progress-text").textContent = `${msg.stopped ? "Stopped" : "Finished"} after ${msg.report.steps_done} steps in ${formatSeconds(msg.elapsedMs / 1000)}.`;
+      document.body.dataset.elapsedMs = String(msg.elapsedMs);
       document.body.dataset.state = msg.stopped ? "stopped" : "finished";
       updateButtons();
       break;

@@ -114,7 +114,22 @@ pub fn preset_config(name: &str) -> Result<JsValue, JsValue> {
 /// between slices).
 #[wasm_bindgen]
 pub struct WebTrainer {
-    trainer: Rc<RefCell<Trainer>>,
+    // Taken out while a call awaits the device, so no borrow spans an await; a second call
+    // meanwhile is refused instead of panicking.
+    trainer: Rc<RefCell<Option<Trainer>>>,
+}
+
+impl WebTrainer {
+    fn take(&self) -> Result<Trainer, JsValue> {
+        self.trainer
+            .borrow_mut()
+            .take()
+            .ok_or_else(|| error("the trainer is busy: wait for the previous call"))
+    }
+
+    fn put_back(&self, trainer: Trainer) {
+        *self.trainer.borrow_mut() = Some(trainer);
+    }
 }
 
 #[wasm_bindgen]
@@ -130,36 +145,33 @@ impl WebTrainer {
         let device = device_for(&backend).await?;
         let trainer = Trainer::new(config, dataset.inner.clone(), &device.device).map_err(error)?;
         Ok(WebTrainer {
-            trainer: Rc::new(RefCell::new(trainer)),
+            trainer: Rc::new(RefCell::new(Some(trainer))),
         })
     }
 
     /// Runs up to `max_updates` steps (ending early after an evaluation); returns progress.
     pub async fn advance(&self, max_updates: usize) -> Result<JsValue, JsValue> {
-        let trainer = self.trainer.clone();
-        let mut trainer = trainer
-            .try_borrow_mut()
-            .map_err(|_| error("the trainer is busy: wait for the previous call"))?;
-        let progress = trainer.advance(max_updates).await.map_err(error)?;
-        to_js(&progress)
+        let mut trainer = self.take()?;
+        let progress = trainer.advance(max_updates).await;
+        self.put_back(trainer);
+        to_js(&progress.map_err(error)?)
     }
 
     /// Everything the seed saved about the run so far.
     pub fn report(&self) -> Result<JsValue, JsValue> {
-        let trainer = self
-            .trainer
-            .try_borrow()
-            .map_err(|_| error("the trainer is busy"))?;
+        let trainer = self.trainer.borrow();
+        let trainer = trainer
+            .as_ref()
+            .ok_or_else(|| error("the trainer is busy"))?;
         to_js(&trainer.report())
     }
 
     /// The current network's predictions for every image, row-major [images × neurons].
     #[wasm_bindgen(js_name = predictAll)]
     pub async fn predict_all(&self) -> Result<Vec<f32>, JsValue> {
-        let trainer = self.trainer.clone();
-        let trainer = trainer
-            .try_borrow()
-            .map_err(|_| error("the trainer is busy"))?;
-        trainer.predict_all().await.map_err(error)
+        let trainer = self.take()?;
+        let predictions = trainer.predict_all().await;
+        self.put_back(trainer);
+        predictions.map_err(error)
     }
 }

@@ -38,7 +38,7 @@ fn options(value: JsValue) -> Result<PlotOptions, JsValue> {
     } else {
         serde_wasm_bindgen::from_value(value).map_err(|e| JsValue::from_str(&e.to_string()))?
     };
-    if !(options.scale > 0.0) {
+    if options.scale.is_nan() || options.scale <= 0.0 {
         options.scale = 1.0;
     }
     Ok(options)
@@ -53,7 +53,8 @@ fn plot_error(e: impl std::fmt::Debug) -> JsValue {
 }
 
 fn root(canvas: HtmlCanvasElement) -> Result<DrawingArea<CanvasBackend, Shift>, JsValue> {
-    let backend = CanvasBackend::with_canvas_object(canvas).ok_or_else(|| JsValue::from_str("no 2D canvas context"))?;
+    let backend = CanvasBackend::with_canvas_object(canvas)
+        .ok_or_else(|| JsValue::from_str("no 2D canvas context"))?;
     let area = backend.into_drawing_area();
     area.fill(&WHITE).map_err(plot_error)?;
     Ok(area)
@@ -63,7 +64,11 @@ fn root(canvas: HtmlCanvasElement) -> Result<DrawingArea<CanvasBackend, Shift>, 
 /// −0.1 to 2 × baseline loss; mean eval r on the right axis (−0.1…1); a vertical line at the
 /// best step; flags and the best step's figures written on the plot — as the seed's PNG.
 #[wasm_bindgen(js_name = drawProgress)]
-pub fn draw_progress(canvas: HtmlCanvasElement, report_value: JsValue, options_value: JsValue) -> Result<(), JsValue> {
+pub fn draw_progress(
+    canvas: HtmlCanvasElement,
+    report_value: JsValue,
+    options_value: JsValue,
+) -> Result<(), JsValue> {
     let report = report(report_value)?;
     let o = options(options_value)?;
     let s = o.scale;
@@ -101,23 +106,42 @@ pub fn draw_progress(canvas: HtmlCanvasElement, report_value: JsValue, options_v
 
     let width = px(2.5).max(1) as u32;
     let series = |f: fn(&crate::training::EvalRecord) -> f64| -> Vec<(f64, f64)> {
-        report.history.iter().map(|h| (h.step as f64, f(h).min(y_max))).collect()
+        report
+            .history
+            .iter()
+            .map(|h| (h.step as f64, f(h).min(y_max)))
+            .collect()
     };
     chart
-        .draw_series(LineSeries::new(series(|h| h.train_loss), BLUE.stroke_width(width)))
+        .draw_series(LineSeries::new(
+            series(|h| h.train_loss),
+            BLUE.stroke_width(width),
+        ))
         .map_err(plot_error)?
         .label("training loss")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], BLUE.stroke_width(width)));
+        .legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 24, y)], BLUE.stroke_width(width))
+        });
     chart
-        .draw_series(DashedLineSeries::new(series(|h| h.early_stop_loss), px(8.0), px(5.0), VERMILLION.stroke_width(width)))
+        .draw_series(DashedLineSeries::new(
+            series(|h| h.early_stop_loss),
+            px(8.0),
+            px(5.0),
+            VERMILLION.stroke_width(width),
+        ))
         .map_err(plot_error)?
         .label("early-stop loss (dashed)")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], VERMILLION.stroke_width(width)));
+        .legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 24, y)], VERMILLION.stroke_width(width))
+        });
     let dot = px(2.0).max(1);
     chart
-        .draw_series(DottedLineSeries::new(series(|h| h.eval_loss), 0, px(7.0), move |c| {
-            Circle::new(c, dot, GREEN.filled())
-        }))
+        .draw_series(DottedLineSeries::new(
+            series(|h| h.eval_loss),
+            0,
+            px(7.0),
+            move |c| Circle::new(c, dot, GREEN.filled()),
+        ))
         .map_err(plot_error)?
         .label("evaluation loss (dotted)")
         .legend(move |(x, y)| Circle::new((x + 12, y), dot, GREEN.filled()));
@@ -128,7 +152,13 @@ pub fn draw_progress(canvas: HtmlCanvasElement, report_value: JsValue, options_v
         ))
         .map_err(plot_error)?;
     chart
-        .draw_series(LineSeries::new(vec![(0.0, report.baseline_loss), (max_step, report.baseline_loss)], GREY.stroke_width(1)))
+        .draw_series(LineSeries::new(
+            vec![
+                (0.0, report.baseline_loss),
+                (max_step, report.baseline_loss),
+            ],
+            GREY.stroke_width(1),
+        ))
         .map_err(plot_error)?
         .label("baseline loss (mean rates)")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], GREY.stroke_width(1)));
@@ -137,29 +167,55 @@ pub fn draw_progress(canvas: HtmlCanvasElement, report_value: JsValue, options_v
         .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
         .map_err(plot_error)?
         .label("mean r (right axis)")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], ORANGE.stroke_width(width)));
+        .legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 24, y)], ORANGE.stroke_width(width))
+        });
 
     if let Some(best) = &report.best {
         let x = best.step as f64;
         chart
-            .draw_series(LineSeries::new(vec![(x, -0.1), (x, y_max)], BLACK.mix(0.6).stroke_width(px(1.5).max(1) as u32)))
+            .draw_series(LineSeries::new(
+                vec![(x, -0.1), (x, y_max)],
+                BLACK.mix(0.6).stroke_width(px(1.5).max(1) as u32),
+            ))
             .map_err(plot_error)?;
         let eval_var = crate::training::metrics::mean(&report.eval_variance);
         let f = &report.flags;
         let lines = [
-            format!("best step {}: mean r {:.3}, eval loss {:.4}, FVE {:.3}", best.step, best.mean_r, best.eval_loss, best.fve),
-            format!("baseline loss {:.4}, eval variance {:.4}", report.baseline_loss, eval_var),
+            format!(
+                "best step {}: mean r {:.3}, eval loss {:.4}, FVE {:.3}",
+                best.step, best.mean_r, best.eval_loss, best.fve
+            ),
+            format!(
+                "baseline loss {:.4}, eval variance {:.4}",
+                report.baseline_loss, eval_var
+            ),
             format!(
                 "{:?} lr {} · batch {} · conv {}@{}, {}@{} · pool {}/{}, {}/{} · layers {} · hidden {} · keep {}",
-                f.optimizer, f.learning_rate, f.batch_size, f.model.conv1, f.model.conv1size, f.model.conv2,
-                f.model.conv2size, f.model.nk1, f.model.nstride1, f.model.nk2, f.model.nstride2,
-                f.model.numconvlayer, f.model.hidden1, f.model.dropout
+                f.optimizer,
+                f.learning_rate,
+                f.batch_size,
+                f.model.conv1,
+                f.model.conv1size,
+                f.model.conv2,
+                f.model.conv2size,
+                f.model.nk1,
+                f.model.nstride1,
+                f.model.nk2,
+                f.model.nstride2,
+                f.model.numconvlayer,
+                f.model.hidden1,
+                f.model.dropout
             ),
         ];
         let (x0, y0) = chart.plotting_area().get_pixel_range();
         for (i, line) in lines.iter().enumerate() {
-            area.draw(&Text::new(line.clone(), (x0.start + px(10.0), y0.start + px(8.0 + 19.0 * i as f64)), font(14.0)))
-                .map_err(plot_error)?;
+            area.draw(&Text::new(
+                line.clone(),
+                (x0.start + px(10.0), y0.start + px(8.0 + 19.0 * i as f64)),
+                font(14.0),
+            ))
+            .map_err(plot_error)?;
         }
     }
     chart
@@ -176,7 +232,11 @@ pub fn draw_progress(canvas: HtmlCanvasElement, report_value: JsValue, options_v
 
 /// Pearson r of every neuron for the best network, as bars, with the mean as a line.
 #[wasm_bindgen(js_name = drawPearson)]
-pub fn draw_pearson(canvas: HtmlCanvasElement, report_value: JsValue, options_value: JsValue) -> Result<(), JsValue> {
+pub fn draw_pearson(
+    canvas: HtmlCanvasElement,
+    report_value: JsValue,
+    options_value: JsValue,
+) -> Result<(), JsValue> {
     let report = report(report_value)?;
     let o = options(options_value)?;
     let s = o.scale;
@@ -184,7 +244,12 @@ pub fn draw_pearson(canvas: HtmlCanvasElement, report_value: JsValue, options_va
     let font = |size: f64| ("sans-serif", size * s).into_font();
     let area = root(canvas)?;
     let Some(best) = &report.best else {
-        area.draw(&Text::new("No evaluation yet", (px(20.0), px(30.0)), font(18.0))).map_err(plot_error)?;
+        area.draw(&Text::new(
+            "No evaluation yet",
+            (px(20.0), px(30.0)),
+            font(18.0),
+        ))
+        .map_err(plot_error)?;
         area.present().map_err(plot_error)?;
         return Ok(());
     };
@@ -195,7 +260,10 @@ pub fn draw_pearson(canvas: HtmlCanvasElement, report_value: JsValue, options_va
     let n = order.len();
     let y_min = best.r.iter().copied().fold(0.0f64, f64::min).min(-0.1);
     let mut chart = ChartBuilder::on(&area)
-        .caption(format!("Pearson r per neuron, best network (step {})", best.step), font(20.0))
+        .caption(
+            format!("Pearson r per neuron, best network (step {})", best.step),
+            font(20.0),
+        )
         .margin(px(12.0))
         .x_label_area_size(px(42.0))
         .y_label_area_size(px(56.0))
@@ -205,12 +273,20 @@ pub fn draw_pearson(canvas: HtmlCanvasElement, report_value: JsValue, options_va
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_desc(if o.sort_by_r { "neuron (sorted by r)" } else { "neuron" })
+        .x_desc(if o.sort_by_r {
+            "neuron (sorted by r)"
+        } else {
+            "neuron"
+        })
         .y_desc("Pearson r (evaluation images)")
         .x_labels(n.min(40))
         .x_label_formatter(&|x| {
             let i = x.floor() as usize;
-            if i < n && (i % label_every == 0) { (order[i] + 1).to_string() } else { String::new() }
+            if i < n && i.is_multiple_of(label_every) {
+                (order[i] + 1).to_string()
+            } else {
+                String::new()
+            }
         })
         .label_style(font(13.0))
         .axis_desc_style(font(15.0))
@@ -233,15 +309,23 @@ pub fn draw_pearson(canvas: HtmlCanvasElement, report_value: JsValue, options_va
     chart
         .draw_series(order.iter().enumerate().map(|(slot, &neuron)| {
             let r = best.r[neuron];
-            Rectangle::new([(slot as f64 + 0.12, 0.0), (slot as f64 + 0.88, r)], colour(neuron).filled())
+            Rectangle::new(
+                [(slot as f64 + 0.12, 0.0), (slot as f64 + 0.88, r)],
+                colour(neuron).filled(),
+            )
         }))
         .map_err(plot_error)?;
     let width = px(2.0).max(1) as u32;
     chart
-        .draw_series(LineSeries::new(vec![(0.0, best.mean_r), (n as f64, best.mean_r)], BLACK.stroke_width(width)))
+        .draw_series(LineSeries::new(
+            vec![(0.0, best.mean_r), (n as f64, best.mean_r)],
+            BLACK.stroke_width(width),
+        ))
         .map_err(plot_error)?
         .label(format!("mean r = {:.3}", best.mean_r))
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], BLACK.stroke_width(width)));
+        .legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 24, y)], BLACK.stroke_width(width))
+        });
     for (k, kind) in kinds.iter().enumerate() {
         let c = palette[k % palette.len()];
         let size = px(6.0);
@@ -249,7 +333,9 @@ pub fn draw_pearson(canvas: HtmlCanvasElement, report_value: JsValue, options_va
             .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
             .map_err(plot_error)?
             .label(kind.clone())
-            .legend(move |(x, y)| Rectangle::new([(x, y - size), (x + 2 * size, y + size)], c.filled()));
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - size), (x + 2 * size, y + size)], c.filled())
+            });
     }
     chart
         .configure_series_labels()

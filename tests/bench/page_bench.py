@@ -1,0 +1,50 @@
+"""Page benchmarks for BENCHMARKS.md, in headless Chromium (WebGPU on SwiftShader here):
+time from opening the page to ready, ms per training step of the seed's default network
+(batch 50) on WebGPU and on the CPU backend, and the longest main-thread stall while training
+(the largest gap between animation frames). Usage: python3 page_bench.py [DIST_DIR]"""
+import os, pathlib, socket, subprocess, sys, tempfile, time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "e2e"))
+from conftest import FLAGS, ROOT, free_port  # noqa: E402
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+dist = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "dist")
+port = free_port()
+server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "static_server.py"), dist, str(port)])
+time.sleep(0.5)
+options = webdriver.ChromeOptions()
+options.binary_location = "/usr/bin/chromium"
+for flag in FLAGS:
+    options.add_argument(flag)
+options.add_argument(f"--user-data-dir={tempfile.mkdtemp()}")
+driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+
+PROBE = """window.__maxGap = 0; let last = performance.now();
+function tick(t) { window.__maxGap = Math.max(window.__maxGap, t - last); last = t; requestAnimationFrame(tick); }
+requestAnimationFrame(tick);"""
+
+
+def run(backend, steps):
+    driver.get(f"http://127.0.0.1:{port}/index.html?backend={backend}&max_steps={steps}&eval_every=100000")
+    WebDriverWait(driver, 120).until(lambda d: d.execute_script("return document.body.dataset.ready") == "true")
+    ready = float(driver.execute_script("return document.body.dataset.readyMs"))
+    driver.execute_script(PROBE)
+    time.sleep(0.5)
+    driver.find_element(By.ID, "train-button").click()
+    WebDriverWait(driver, 900).until(lambda d: d.execute_script("return document.body.dataset.state") in ("finished", "error"))
+    assert driver.execute_script("return document.body.dataset.state") == "finished"
+    elapsed = float(driver.execute_script("return document.body.dataset.elapsedMs"))
+    return ready, elapsed, driver.execute_script("return window.__maxGap")
+
+
+for backend, (short, long) in {"cpu": (10, 40), "wgpu": (3, 13)}.items():
+    r1, t1, g1 = run(backend, short)
+    r2, t2, g2 = run(backend, long)
+    print(f"{backend}: page ready {r1:.0f} / {r2:.0f} ms after navigation; {short} steps {t1:.0f} ms, "
+          f"{long} steps {t2:.0f} ms → {(t2 - t1) / (long - short):.1f} ms per step (steady state); "
+          f"longest main-thread stall while training {max(g1, g2):.0f} ms")
+driver.quit()
+server.terminate()
