@@ -146,7 +146,7 @@ pub fn draw_progress(
         .label("evaluation loss (dotted)")
         .legend(move |(x, y)| Circle::new((x + 12, y), dot, GREEN.filled()));
     chart
-        .draw_series(LineSeries::new(
+        .draw_secondary_series(LineSeries::new(
             report.history.iter().map(|h| (h.step as f64, h.mean_r)),
             ORANGE.stroke_width(width),
         ))
@@ -162,7 +162,7 @@ pub fn draw_progress(
         .map_err(plot_error)?
         .label("baseline loss (mean rates)")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], GREY.stroke_width(1)));
-    // The secondary series is drawn twice so the legend can list it with the others.
+    // An empty primary series carries the legend entry of the secondary (mean r) line.
     chart
         .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
         .map_err(plot_error)?

@@ -78,6 +78,8 @@ def test_short_webgpu_run_draws_both_plots_and_reports_mean_r(driver, base_url):
     assert "simple" in driver.find_element(By.ID, "neuron-table").get_attribute("textContent")
     ARTIFACTS.mkdir(exist_ok=True)
     driver.save_screenshot(str(ARTIFACTS / "page-after-webgpu-run.png"))
+    driver.execute_script("document.getElementById('plots-section').scrollIntoView()")
+    driver.save_screenshot(str(ARTIFACTS / "plots-after-webgpu-run.png"))
 
 
 @pytest.mark.skipif(not KOHN.exists(), reason="../shared/data/kohn-v1 is absent")
