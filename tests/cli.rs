@@ -1,0 +1,83 @@
+//! The `v1p` command: exit codes, messages and the `--json` report.
+#![cfg(not(target_arch = "wasm32"))] // native tests: they run the binary
+
+mod common;
+
+use std::process::Command;
+
+fn v1p(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_v1p"))
+        .args(args)
+        .output()
+        .expect("v1p runs")
+}
+
+fn demo() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/data/simulated-v1.mat").to_string()
+}
+
+#[test]
+fn inspect_summarises_a_good_file_and_exits_2_on_a_bad_one() {
+    let ok = v1p(&["inspect", &demo()]);
+    assert!(ok.status.success());
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        text.contains("270 × 33×33") && text.contains("neurons: 40"),
+        "{text}"
+    );
+
+    let bad = common::fixtures().join("v73.mat");
+    let out = v1p(&["inspect", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("v73.mat") && err.contains("-v7"), "{err}");
+}
+
+#[test]
+fn train_refuses_a_bad_flag_with_exit_2_and_names_it() {
+    let out = v1p(&["train", "--data", &demo(), "--batch_size", "1000"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--batch_size"));
+}
+
+#[test]
+fn train_json_reports_flags_split_history_best_and_timing() {
+    let out = v1p(&[
+        "train",
+        "--data",
+        &demo(),
+        "--preset",
+        "fast",
+        "--max_steps",
+        "30",
+        "--eval_every",
+        "10",
+        "--conv1",
+        "4",
+        "--conv2",
+        "8",
+        "--hidden1",
+        "16",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = &json["report"];
+    assert_eq!(report["flags"]["optimizer"], "adam");
+    assert_eq!(report["flags"]["model"]["conv1"], 4);
+    assert_eq!(report["split"]["train"].as_array().unwrap().len(), 180);
+    let steps: Vec<u64> = report["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, vec![1, 11, 21, 29]);
+    assert_eq!(report["best"]["r"].as_array().unwrap().len(), 40);
+    assert!(report["baseline_loss"].as_f64().unwrap() > 0.0);
+    assert!(json["timing"]["ms_per_step"].as_f64().unwrap() > 0.0);
+}
