@@ -265,11 +265,6 @@ impl Trainer {
         Ok(record)
     }
 
-    /// The current network's predictions [n_images × n_neurons] for every image (dropout off).
-    pub async fn predict_all(&self) -> Result<Vec<f32>, TrainError> {
-        predict(&self.model.valid(), &self.all_images).await
-    }
-
     /// The best network so far (lowest early-stop loss), without autodiff.
     pub fn best_model(&self) -> Option<&ConvNetDrop> {
         self.best_model.as_ref()

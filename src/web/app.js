@@ -30,7 +30,8 @@ const $ = (id) => document.getElementById(id);
 const initialParams = new URLSearchParams(location.search);
 const state = {
   engine: null, // wasm bindings on this thread
-  files: null, // [[name, ArrayBuffer]] of the current dataset
+  files: null, // [[name, ArrayBuffer]] of the current dataset (sent to the worker)
+  dataset: null, // the same, parsed on this thread
   datasetName: "",
   cellTypes: [],
   summary: null,
@@ -211,12 +212,14 @@ function useDataset(files, name, cellTypes = []) {
     return false;
   }
   hideError("data-error");
+  // Kept (not re-parsed) so that Train can validate the flags against it.
+  if (state.dataset) state.dataset.free();
+  state.dataset = dataset;
   state.files = files;
   state.datasetName = name;
   state.cellTypes = cellTypes;
   state.summary = dataset.summary();
   showSummary(state.summary, dataset);
-  dataset.free();
   syncUrl();
   return true;
 }
@@ -280,12 +283,7 @@ function train() {
   try {
     config = readConfig();
     // The engine's own check (flags against this dataset) before any work starts.
-    const dataset = new state.engine.WebDataset(state.files.map(([n, b]) => [n, new Uint8Array(b)]));
-    try {
-      dataset.validate(config);
-    } finally {
-      dataset.free();
-    }
+    state.dataset.validate(config);
   } catch (error) {
     return showSettingsError(String(error.message || error));
   }

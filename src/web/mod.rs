@@ -165,13 +165,4 @@ impl WebTrainer {
             .ok_or_else(|| error("the trainer is busy"))?;
         to_js(&trainer.report())
     }
-
-    /// The current network's predictions for every image, row-major [images × neurons].
-    #[wasm_bindgen(js_name = predictAll)]
-    pub async fn predict_all(&self) -> Result<Vec<f32>, JsValue> {
-        let trainer = self.take()?;
-        let predictions = trainer.predict_all().await;
-        self.put_back(trainer);
-        predictions.map_err(error)
-    }
 }

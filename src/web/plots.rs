@@ -44,6 +44,37 @@ fn options(value: JsValue) -> Result<PlotOptions, JsValue> {
     Ok(options)
 }
 
+impl PlotOptions {
+    /// A length in CSS pixels, in canvas (device) pixels.
+    fn px(&self, v: f64) -> i32 {
+        (v * self.scale).round() as i32
+    }
+
+    fn font(&self, size: f64) -> FontDesc<'static> {
+        ("sans-serif", size * self.scale).into_font()
+    }
+}
+
+/// What both plots start from: the report, the options and a cleared canvas.
+fn prepare(
+    canvas: HtmlCanvasElement,
+    report_value: JsValue,
+    options_value: JsValue,
+) -> Result<
+    (
+        TrainingReport,
+        PlotOptions,
+        DrawingArea<CanvasBackend, Shift>,
+    ),
+    JsValue,
+> {
+    Ok((
+        report(report_value)?,
+        options(options_value)?,
+        root(canvas)?,
+    ))
+}
+
 fn report(value: JsValue) -> Result<TrainingReport, JsValue> {
     serde_wasm_bindgen::from_value(value).map_err(|e| JsValue::from_str(&e.to_string()))
 }
@@ -69,21 +100,16 @@ pub fn draw_progress(
     report_value: JsValue,
     options_value: JsValue,
 ) -> Result<(), JsValue> {
-    let report = report(report_value)?;
-    let o = options(options_value)?;
-    let s = o.scale;
-    let px = |v: f64| (v * s).round() as i32;
-    let font = |size: f64| ("sans-serif", size * s).into_font();
-    let area = root(canvas)?;
+    let (report, o, area) = prepare(canvas, report_value, options_value)?;
 
     let max_step = report.flags.max_steps.max(2) as f64;
     let y_max = (2.0 * report.baseline_loss).max(0.05);
     let mut chart = ChartBuilder::on(&area)
-        .caption("Training progress", font(20.0))
-        .margin(px(12.0))
-        .x_label_area_size(px(42.0))
-        .y_label_area_size(px(62.0))
-        .right_y_label_area_size(px(56.0))
+        .caption("Training progress", o.font(20.0))
+        .margin(o.px(12.0))
+        .x_label_area_size(o.px(42.0))
+        .y_label_area_size(o.px(62.0))
+        .right_y_label_area_size(o.px(56.0))
         .build_cartesian_2d(0.0..max_step, -0.1..y_max)
         .map_err(plot_error)?
         .set_secondary_coord(0.0..max_step, -0.1..1.0);
@@ -91,20 +117,20 @@ pub fn draw_progress(
         .configure_mesh()
         .x_desc("step")
         .y_desc("loss (mean squared error)")
-        .label_style(font(14.0))
-        .axis_desc_style(font(15.0))
+        .label_style(o.font(14.0))
+        .axis_desc_style(o.font(15.0))
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(plot_error)?;
     chart
         .configure_secondary_axes()
         .y_desc("mean r (evaluation images)")
-        .label_style(font(14.0))
-        .axis_desc_style(font(15.0))
+        .label_style(o.font(14.0))
+        .axis_desc_style(o.font(15.0))
         .draw()
         .map_err(plot_error)?;
 
-    let width = px(2.5).max(1) as u32;
+    let width = o.px(2.5).max(1) as u32;
     let series = |f: fn(&crate::training::EvalRecord) -> f64| -> Vec<(f64, f64)> {
         report
             .history
@@ -125,8 +151,8 @@ pub fn draw_progress(
     chart
         .draw_series(DashedLineSeries::new(
             series(|h| h.early_stop_loss),
-            px(8.0),
-            px(5.0),
+            o.px(8.0),
+            o.px(5.0),
             VERMILLION.stroke_width(width),
         ))
         .map_err(plot_error)?
@@ -134,12 +160,12 @@ pub fn draw_progress(
         .legend(move |(x, y)| {
             PathElement::new(vec![(x, y), (x + 24, y)], VERMILLION.stroke_width(width))
         });
-    let dot = px(2.0).max(1);
+    let dot = o.px(2.0).max(1);
     chart
         .draw_series(DottedLineSeries::new(
             series(|h| h.eval_loss),
             0,
-            px(7.0),
+            o.px(7.0),
             move |c| Circle::new(c, dot, GREEN.filled()),
         ))
         .map_err(plot_error)?
@@ -176,7 +202,7 @@ pub fn draw_progress(
         chart
             .draw_series(LineSeries::new(
                 vec![(x, -0.1), (x, y_max)],
-                BLACK.mix(0.6).stroke_width(px(1.5).max(1) as u32),
+                BLACK.mix(0.6).stroke_width(o.px(1.5).max(1) as u32),
             ))
             .map_err(plot_error)?;
         let eval_var = crate::training::metrics::mean(&report.eval_variance);
@@ -212,8 +238,11 @@ pub fn draw_progress(
         for (i, line) in lines.iter().enumerate() {
             area.draw(&Text::new(
                 line.clone(),
-                (x0.start + px(10.0), y0.start + px(8.0 + 19.0 * i as f64)),
-                font(14.0),
+                (
+                    x0.start + o.px(10.0),
+                    y0.start + o.px(8.0 + 19.0 * i as f64),
+                ),
+                o.font(14.0),
             ))
             .map_err(plot_error)?;
         }
@@ -221,7 +250,7 @@ pub fn draw_progress(
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
-        .label_font(font(13.0))
+        .label_font(o.font(13.0))
         .background_style(WHITE.mix(0.85))
         .border_style(GREY)
         .draw()
@@ -237,17 +266,12 @@ pub fn draw_pearson(
     report_value: JsValue,
     options_value: JsValue,
 ) -> Result<(), JsValue> {
-    let report = report(report_value)?;
-    let o = options(options_value)?;
-    let s = o.scale;
-    let px = |v: f64| (v * s).round() as i32;
-    let font = |size: f64| ("sans-serif", size * s).into_font();
-    let area = root(canvas)?;
+    let (report, o, area) = prepare(canvas, report_value, options_value)?;
     let Some(best) = &report.best else {
         area.draw(&Text::new(
             "No evaluation yet",
-            (px(20.0), px(30.0)),
-            font(18.0),
+            (o.px(20.0), o.px(30.0)),
+            o.font(18.0),
         ))
         .map_err(plot_error)?;
         area.present().map_err(plot_error)?;
@@ -262,11 +286,11 @@ pub fn draw_pearson(
     let mut chart = ChartBuilder::on(&area)
         .caption(
             format!("Pearson r per neuron, best network (step {})", best.step),
-            font(20.0),
+            o.font(20.0),
         )
-        .margin(px(12.0))
-        .x_label_area_size(px(42.0))
-        .y_label_area_size(px(56.0))
+        .margin(o.px(12.0))
+        .x_label_area_size(o.px(42.0))
+        .y_label_area_size(o.px(56.0))
         .build_cartesian_2d(0.0..n as f64, y_min..1.0)
         .map_err(plot_error)?;
     let label_every = (n / 20).max(1);
@@ -288,8 +312,8 @@ pub fn draw_pearson(
                 String::new()
             }
         })
-        .label_style(font(13.0))
-        .axis_desc_style(font(15.0))
+        .label_style(o.font(13.0))
+        .axis_desc_style(o.font(15.0))
         .draw()
         .map_err(plot_error)?;
 
@@ -315,7 +339,7 @@ pub fn draw_pearson(
             )
         }))
         .map_err(plot_error)?;
-    let width = px(2.0).max(1) as u32;
+    let width = o.px(2.0).max(1) as u32;
     chart
         .draw_series(LineSeries::new(
             vec![(0.0, best.mean_r), (n as f64, best.mean_r)],
@@ -328,7 +352,7 @@ pub fn draw_pearson(
         });
     for (k, kind) in kinds.iter().enumerate() {
         let c = palette[k % palette.len()];
-        let size = px(6.0);
+        let size = o.px(6.0);
         chart
             .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
             .map_err(plot_error)?
@@ -340,7 +364,7 @@ pub fn draw_pearson(
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
-        .label_font(font(13.0))
+        .label_font(o.font(13.0))
         .background_style(WHITE.mix(0.85))
         .border_style(GREY)
         .draw()
