@@ -13,6 +13,7 @@ pub mod backend;
 pub mod config;
 pub mod data;
 pub mod model;
+pub mod results;
 pub mod training;
 
 #[cfg(target_arch = "wasm32")]

@@ -1,7 +1,7 @@
 //! Model: the seed's `ConvNetDrop` — conv → max-pool (1 to 3 times) → dense + dropout →
 //! linear + ReLU, all padding VALID.
 
-mod init;
+pub(crate) mod init;
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};

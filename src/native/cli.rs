@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -7,6 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use v1_predictor::backend::{self, BackendKind};
 use v1_predictor::data::{self, Dataset};
+use v1_predictor::results::{self, SavedNetwork};
 use v1_predictor::training::{OptimizerKind, PRESETS, Trainer, TrainingConfig};
 
 #[derive(Parser)]
@@ -65,6 +66,10 @@ struct TrainArgs {
     /// Print one JSON object with the whole report on stdout.
     #[arg(long)]
     json: bool,
+    /// Write the run's files here, as the page's downloads: training record and Pearson data
+    /// (.json, .npz), per-neuron .csv, the best network (seed's .npz, Burn's .bpk).
+    #[arg(long)]
+    out: Option<PathBuf>,
     #[command(flatten)]
     flags: SeedFlags,
 }
@@ -280,6 +285,9 @@ fn train(args: &TrainArgs) -> ExitCode {
             .expect("valid template"),
     );
     let started = Instant::now();
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let result = pollster::block_on(trainer.run(|progress| {
         bar.set_position(progress.steps_done as u64);
         if let Some(best) = &progress.best {
@@ -294,6 +302,20 @@ fn train(args: &TrainArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let report = trainer.report();
+    if let Some(dir) = &args.out {
+        match pollster::block_on(write_results(&trainer, started_unix, dir)) {
+            Ok(names) => eprintln!(
+                "wrote {} files to {}: {}",
+                names.len(),
+                dir.display(),
+                names.join(", ")
+            ),
+            Err(message) => {
+                eprintln!("error: {message}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let ms_per_step = seconds * 1e3 / report.steps_done.max(1) as f64;
     if args.json {
         let out = json!({
@@ -323,4 +345,28 @@ fn train(args: &TrainArgs) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// The same files the page offers for download, into `dir`.
+async fn write_results(
+    trainer: &Trainer,
+    started_unix: u64,
+    dir: &Path,
+) -> Result<Vec<String>, String> {
+    let report = trainer.report();
+    let mut files = results::report_files(&report, started_unix, &trainer.dataset().sources, &[])
+        .map_err(|e| e.to_string())?;
+    if let Some(network) = SavedNetwork::best_of(trainer, started_unix)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        files.extend(results::network_files(&network).map_err(|e| e.to_string())?);
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for file in &files {
+        let path = dir.join(&file.name);
+        std::fs::write(&path, &file.bytes)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(files.into_iter().map(|f| f.name).collect())
 }

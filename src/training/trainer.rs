@@ -56,9 +56,7 @@ pub struct Trainer {
     all_images: Tensor<3>,
     rng: ChaCha8Rng,
     steps_done: usize,
-    baseline_loss_per_neuron: Vec<f64>,
-    baseline_loss: f64,
-    eval_variance: Vec<f64>,
+    baseline: Baseline,
     history: Vec<EvalRecord>,
     best: Option<BestNetwork>,
 }
@@ -99,15 +97,7 @@ impl Trainer {
         let all: Vec<usize> = (0..dataset.n_images).collect();
         let (all_images, _) = images_and_rates(&dataset, &all, &plain);
 
-        // The seed's baseline: every neuron's mean training rate, for every image.
-        let train_means = dataset.mean_rates(&split.train);
-        let baseline: Vec<f32> = (0..dataset.n_images)
-            .flat_map(|_| train_means.iter().map(|&m| m as f32))
-            .collect();
-        let baseline_loss_per_neuron =
-            per_neuron_mse(&baseline, &dataset.activity, dataset.n_neurons, &split.eval);
-        let baseline_loss = mean(&baseline_loss_per_neuron);
-        let eval_variance = per_neuron_variance(&dataset.activity, dataset.n_neurons, &split.eval);
+        let baseline = Baseline::new(&dataset, &split);
 
         Ok(Self {
             rng: ChaCha8Rng::seed_from_u64(config.seed.wrapping_add(2)),
@@ -123,9 +113,7 @@ impl Trainer {
             train_rates,
             all_images,
             steps_done: 0,
-            baseline_loss_per_neuron,
-            baseline_loss,
-            eval_variance,
+            baseline,
             history: Vec::new(),
             best: None,
         })
@@ -230,14 +218,7 @@ impl Trainer {
     async fn evaluate(&mut self, step: usize) -> Result<EvalRecord, TrainError> {
         let model = self.model.valid();
         let pred = predict(&model, &self.all_images).await?;
-        let (rates, n) = (&self.dataset.activity, self.dataset.n_neurons);
-        let record = EvalRecord {
-            step,
-            train_loss: mse(&pred, rates, n, &self.split.train),
-            early_stop_loss: mse(&pred, rates, n, &self.split.early_stop),
-            eval_loss: mse(&pred, rates, n, &self.split.eval),
-            mean_r: mean(&per_neuron_pearson(&pred, rates, n, &self.split.eval)),
-        };
+        let (record, best) = score(&pred, &self.dataset, &self.split, &self.baseline, step);
         if !record.train_loss.is_finite() {
             return Err(TrainError::Diverged {
                 step,
@@ -247,22 +228,22 @@ impl Trainer {
         let improved = self
             .best
             .as_ref()
-            .is_none_or(|best| record.early_stop_loss < best.early_stop_loss);
+            .is_none_or(|b| record.early_stop_loss < b.early_stop_loss);
         if improved {
-            let r = per_neuron_pearson(&pred, rates, n, &self.split.eval);
-            self.best = Some(BestNetwork {
-                step,
-                early_stop_loss: record.early_stop_loss,
-                eval_loss: record.eval_loss,
-                fve: 1.0 - record.eval_loss / self.baseline_loss,
-                mean_r: mean(&r),
-                r,
-                eval_loss_per_neuron: per_neuron_mse(&pred, rates, n, &self.split.eval),
-            });
+            self.best = Some(best);
             self.best_model = Some(model);
         }
         self.history.push(record.clone());
         Ok(record)
+    }
+
+    pub fn split(&self) -> &Split {
+        &self.split
+    }
+
+    /// How the best network so far did (`None` before the first evaluation).
+    pub fn best(&self) -> Option<&BestNetwork> {
+        self.best.as_ref()
     }
 
     /// The best network so far (lowest early-stop loss), without autodiff.
@@ -276,13 +257,103 @@ impl Trainer {
             n_params: self.n_params,
             steps_done: self.steps_done,
             split: self.split.clone(),
-            baseline_loss: self.baseline_loss,
-            baseline_loss_per_neuron: self.baseline_loss_per_neuron.clone(),
-            eval_variance: self.eval_variance.clone(),
+            baseline_loss: self.baseline.loss,
+            baseline_loss_per_neuron: self.baseline.per_neuron.clone(),
+            eval_variance: self.baseline.eval_variance.clone(),
             history: self.history.clone(),
             best: self.best.clone(),
         }
     }
+}
+
+/// The seed's baseline: every neuron's mean training rate, predicted for every image.
+struct Baseline {
+    /// Its loss on the evaluation images, per neuron and overall (`lossbaseline`).
+    per_neuron: Vec<f64>,
+    loss: f64,
+    eval_variance: Vec<f64>,
+}
+
+impl Baseline {
+    fn new(dataset: &Dataset, split: &Split) -> Self {
+        let train_means = dataset.mean_rates(&split.train);
+        let prediction: Vec<f32> = (0..dataset.n_images)
+            .flat_map(|_| train_means.iter().map(|&m| m as f32))
+            .collect();
+        let per_neuron = per_neuron_mse(
+            &prediction,
+            &dataset.activity,
+            dataset.n_neurons,
+            &split.eval,
+        );
+        Self {
+            loss: mean(&per_neuron),
+            per_neuron,
+            eval_variance: per_neuron_variance(&dataset.activity, dataset.n_neurons, &split.eval),
+        }
+    }
+}
+
+/// Scores predictions for every image [n_images × neurons] as the seed does: the losses on
+/// the three sets, and — should this be the best network — r and loss per neuron.
+fn score(
+    pred: &[f32],
+    dataset: &Dataset,
+    split: &Split,
+    baseline: &Baseline,
+    step: usize,
+) -> (EvalRecord, BestNetwork) {
+    let (rates, n) = (&dataset.activity, dataset.n_neurons);
+    let r = per_neuron_pearson(pred, rates, n, &split.eval);
+    let record = EvalRecord {
+        step,
+        train_loss: mse(pred, rates, n, &split.train),
+        early_stop_loss: mse(pred, rates, n, &split.early_stop),
+        eval_loss: mse(pred, rates, n, &split.eval),
+        mean_r: mean(&r),
+    };
+    let best = BestNetwork {
+        step,
+        early_stop_loss: record.early_stop_loss,
+        eval_loss: record.eval_loss,
+        fve: 1.0 - record.eval_loss / baseline.loss,
+        mean_r: record.mean_r,
+        r,
+        eval_loss_per_neuron: per_neuron_mse(pred, rates, n, &split.eval),
+    };
+    (record, best)
+}
+
+/// Evaluates a finished network (a reloaded one, say) on `split` of `dataset`, as the seed
+/// evaluates its best network, and reports it as a run whose best network is this one.
+pub async fn evaluate_network(
+    model: &ConvNetDrop,
+    flags: TrainingConfig,
+    dataset: &Dataset,
+    split: Split,
+    step: usize,
+    device: &Device,
+) -> Result<TrainingReport, TrainError> {
+    let all: Vec<usize> = (0..dataset.n_images).collect();
+    let (images, _) = images_and_rates(dataset, &all, device);
+    let pred = predict(model, &images).await?;
+    let baseline = Baseline::new(dataset, &split);
+    let (record, best) = score(&pred, dataset, &split, &baseline, step);
+    let n_params = flags
+        .model
+        .architecture([dataset.height, dataset.width], dataset.n_neurons)?
+        .n_params();
+    Ok(TrainingReport {
+        steps_done: flags.max_steps.min(step + 1),
+        flags,
+        n_params,
+        split,
+        baseline_loss: baseline.loss,
+        baseline_loss_per_neuron: baseline.per_neuron,
+        eval_variance: baseline.eval_variance,
+        history: vec![record],
+        best: Some(best),
+    })
 }
 
 /// Forward passes over `images` in chunks, read back asynchronously (the browser forbids

@@ -43,6 +43,11 @@ const state = {
   lastDraw: 0,
   drawPending: false,
   drawCost: 0,
+  startedUnix: 0, // the running run's start, in Unix seconds: the tag of its files
+  runs: [], // finished runs, newest last (kept in localStorage)
+  networkFiles: new Map(), // run id → its best network's files (in memory only)
+  shownRunId: null, // the run whose plots and downloads are shown
+  compare: [], // ids of the (at most two) runs ticked for comparison
 };
 
 // ---------- start-up ----------
@@ -62,6 +67,8 @@ async function main() {
   wireControls();
   await listBundledDatasets();
   setupCanvases();
+  loadRuns();
+  renderRuns();
   $("engine-status").textContent = navigator.gpu
     ? "Ready. This browser has WebGPU."
     : "Ready. This browser has no WebGPU: training will run on the CPU (slower).";
@@ -254,13 +261,18 @@ function showSummary(s, dataset) {
   }
 }
 
-async function readFiles(fileList) {
+// `.mat` files become the dataset; saved networks (`.bpk`) among them are then evaluated on it.
+async function readFiles(fileList, errorId = "data-error") {
   const files = [];
   for (const file of fileList) files.push([file.name, await file.arrayBuffer()]);
-  if (files.length === 0) return;
-  if (useDataset(files, `upload:${files.map((f) => f[0]).join("+")}`)) {
-    $("dataset-about").textContent = `Your file${files.length > 1 ? "s" : ""}, read in this browser only.`;
+  const isNetwork = ([name]) => name.toLowerCase().endsWith(".bpk");
+  const mats = files.filter((f) => !isNetwork(f));
+  const networks = files.filter(isNetwork);
+  if (mats.length > 0) {
+    if (!useDataset(mats, `upload:${mats.map((f) => f[0]).join("+")}`)) return;
+    $("dataset-about").textContent = `Your file${mats.length > 1 ? "s" : ""}, read in this browser only.`;
   }
+  if (networks.length > 0) await loadNetworks(networks, errorId);
 }
 
 // ---------- training ----------
@@ -289,6 +301,9 @@ function train() {
   }
   state.config = config;
   state.report = null;
+  state.shownRunId = null;
+  $("downloads").hidden = true;
+  renderRuns();
   state.backendPreference = $("backend-select").value;
   launch(config, state.backendPreference);
 }
@@ -298,7 +313,8 @@ function launch(config, backend) {
   state.running = true;
   state.paused = false;
   state.startedAt = performance.now();
-  state.worker.postMessage({ type: "train", files: state.files.map(([n, b]) => [n, new Uint8Array(b.slice(0))]), config, backend });
+  state.startedUnix = Math.floor(Date.now() / 1000);
+  state.worker.postMessage({ type: "train", files: state.files.map(([n, b]) => [n, new Uint8Array(b.slice(0))]), config, backend, startedUnix: state.startedUnix });
   $("backend-notice").hidden = true;
   $("backend-status").textContent = "Starting…";
   $("progress-text").textContent = "Starting (the first steps compile GPU kernels)…";
@@ -337,6 +353,20 @@ function onWorkerMessage(msg) {
       drawPlots();
       $("progress-text").textContent = `${msg.stopped ? "Stopped" : "Finished"} after ${msg.report.steps_done} steps in ${formatSeconds(msg.elapsedMs / 1000)}.`;
       document.body.dataset.elapsedMs = String(msg.elapsedMs);
+      if (msg.report.best) {
+        addRun({
+          kind: "trained",
+          startedUnix: state.startedUnix,
+          datasetName: state.datasetName,
+          sources: state.summary.sources,
+          cellTypes: state.cellTypes,
+          report: msg.report,
+          elapsedMs: msg.elapsedMs,
+          backend: $("backend-status").textContent.replace(/^Computing on: /, ""),
+          stopped: msg.stopped,
+        }, msg.networkFiles);
+      }
+      if (msg.exportError) showError("train-error", `The best network could not be read back for download: ${msg.exportError}`);
       document.body.dataset.state = msg.stopped ? "stopped" : "finished";
       updateButtons();
       break;
@@ -370,11 +400,12 @@ function onProgress({ progress, report, elapsedMs }) {
   const rate = done / Math.max(seconds, 1e-3);
   const left = (max - done) / Math.max(rate, 1e-9);
   $("progress-text").textContent = `Step ${done.toLocaleString()} of ${max.toLocaleString()} · ${rate.toFixed(rate < 10 ? 2 : 0)} steps/s · about ${formatSeconds(left)} left`;
-  const best = progress.best;
-  if (best) {
-    $("results").innerHTML = `Best network so far (step ${best.step}): mean r = <span id="mean-r">${best.mean_r.toFixed(3)}</span> · FVE = <span id="fve">${best.fve.toFixed(3)}</span>`;
-  }
+  if (progress.best) showBest("Best network so far", progress.best);
   if (report) scheduleDraw();
+}
+
+function showBest(title, best) {
+  $("results").innerHTML = `${escapeHtml(title)} (step ${best.step}): mean r = <span id="mean-r">${best.mean_r.toFixed(3)}</span> · FVE = <span id="fve">${best.fve.toFixed(3)}</span>`;
 }
 
 // Redraws in an animation frame, at most every 300 ms and never more than a fifth of the
@@ -425,6 +456,9 @@ function reset() {
   state.running = false;
   state.paused = false;
   state.report = null;
+  state.shownRunId = null;
+  $("downloads").hidden = true;
+  renderRuns();
   $("progress-bar").value = 0;
   $("progress-text").textContent = "Not started.";
   $("results").innerHTML = "";
@@ -507,6 +541,17 @@ function wireControls() {
   $("sort-select").addEventListener("change", drawPlots);
   $("dataset-select").addEventListener("change", (e) => loadBundled(e.target.value));
   $("file-input").addEventListener("change", (e) => readFiles(e.target.files));
+  $("network-input").addEventListener("change", (e) => readFiles(e.target.files, "runs-error"));
+  $("clear-runs").addEventListener("click", clearRuns);
+  for (const button of document.querySelectorAll("#downloads button")) {
+    button.addEventListener("click", () => download(button));
+  }
+  $("runs-table").addEventListener("change", (e) => {
+    if (e.target.dataset.compare) toggleCompare(e.target.dataset.compare, e.target.checked);
+  });
+  $("runs-table").addEventListener("click", (e) => {
+    if (e.target.dataset.show) showRun(e.target.dataset.show);
+  });
   const zone = $("drop-zone");
   zone.addEventListener("dragover", (e) => {
     e.preventDefault();
@@ -524,6 +569,212 @@ function wireControls() {
       $("file-input").click();
     }
   });
+}
+
+// ---------- runs: kept results, downloads, comparison ----------
+
+const RUNS_KEY = "v1-predictor.runs";
+
+function loadRuns() {
+  try {
+    const runs = JSON.parse(localStorage.getItem(RUNS_KEY) || "[]");
+    state.runs = Array.isArray(runs) ? runs.filter((r) => r && r.report && r.report.best) : [];
+  } catch {
+    state.runs = [];
+  }
+}
+
+// A page gets a few MB of storage: when full, the oldest runs are left out of it (they stay
+// listed until the page closes).
+function saveRuns() {
+  const kept = state.runs.slice();
+  for (;;) {
+    try {
+      localStorage.setItem(RUNS_KEY, JSON.stringify(kept));
+      if (kept.length < state.runs.length) {
+        showError("runs-error", `Browser storage is full: the ${state.runs.length - kept.length} oldest run(s) will not survive a reload.`);
+      }
+      return;
+    } catch (error) {
+      if (kept.length === 0) return showError("runs-error", `This browser does not store runs (${error.message}): they last until the page closes.`);
+      kept.shift();
+    }
+  }
+}
+
+function addRun(run, networkFiles) {
+  run.number = state.runs.reduce((m, r) => Math.max(m, r.number), 0) + 1;
+  run.id = `${run.startedUnix}-${run.number}`;
+  state.runs.push(run);
+  if (networkFiles && networkFiles.length > 0) state.networkFiles.set(run.id, Array.from(networkFiles));
+  saveRuns();
+  showRun(run.id);
+}
+
+function findRun(id) {
+  return state.runs.find((r) => r.id === id);
+}
+
+// Puts a run's plots, figures and downloads on the page.
+function showRun(id) {
+  const run = findRun(id);
+  if (!run) return;
+  state.shownRunId = id;
+  state.report = run.report;
+  state.cellTypes = run.cellTypes || [];
+  drawPlots();
+  showBest(run.kind === "loaded" ? `Run ${run.number}, loaded from ${run.fileName}` : `Run ${run.number}, best network`, run.report.best);
+  const hasNetwork = state.networkFiles.has(id);
+  for (const button of document.querySelectorAll("#downloads button[data-file]")) {
+    button.disabled = button.dataset.file.startsWith("network") && !hasNetwork;
+  }
+  $("network-note").textContent = hasNetwork ? "" : "The weights are kept only until the page is closed; this run's are gone.";
+  $("download-tag").textContent = `${run.startedUnix}, ${new Date(run.startedUnix * 1000).toLocaleString()}`;
+  $("downloads").hidden = false;
+  renderRuns();
+}
+
+function download(button) {
+  const run = findRun(state.shownRunId);
+  if (!run) return;
+  hideError("runs-error");
+  if (button.dataset.plot) {
+    const [canvasId, prefix] = button.dataset.plot.split(":");
+    $(canvasId).toBlob((blob) => saveBlob(blob, `${prefix}${run.startedUnix}.png`), "image/png");
+    return;
+  }
+  const [prefix, ext] = button.dataset.file.split(":");
+  let files;
+  try {
+    files = prefix.startsWith("network")
+      ? state.networkFiles.get(run.id) || []
+      : Array.from(state.engine.exportReport(run.report, run.startedUnix, run.sources || [], run.cellTypes || []));
+  } catch (error) {
+    return showError("runs-error", `Could not make the file: ${error.message || error}`);
+  }
+  // `network_` also starts `network_manualsave_`: the tag must follow the prefix directly.
+  const file = files.find((f) => f.name === `${prefix}${run.startedUnix}.${ext}`);
+  if (!file) return showError("runs-error", `This run has no ${prefix}….${ext} file.`);
+  saveBlob(new Blob([file.bytes], { type: file.mime }), file.name);
+}
+
+function saveBlob(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = name;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  document.body.dataset.lastDownload = name;
+}
+
+// Evaluates saved networks on the loaded dataset, without training, and lists them as runs.
+async function loadNetworks(files, errorId) {
+  hideError(errorId);
+  if (!state.dataset) return showError(errorId, "Load the dataset the network was trained on first.");
+  for (const [name, buffer] of files) {
+    try {
+      const result = await state.dataset.evaluateNetwork(name, new Uint8Array(buffer));
+      addRun({
+        kind: "loaded",
+        fileName: name,
+        startedUnix: result.info.started_unix,
+        datasetName: state.datasetName,
+        sources: state.summary.sources,
+        cellTypes: state.cellTypes,
+        report: result.report,
+        elapsedMs: null,
+        backend: "evaluated on the CPU",
+        stopped: false,
+      }, result.networkFiles);
+      document.body.dataset.loadedNetwork = name;
+    } catch (error) {
+      showError(errorId, String(error.message || error));
+      document.body.dataset.networkError = name;
+    }
+  }
+}
+
+function settingsText(f) {
+  const m = f.model;
+  const convs = [`${m.conv1}@${m.conv1size}`];
+  for (let i = 1; i < m.numconvlayer; i++) convs.push(`${m.conv2}@${m.conv2size}`);
+  return `${f.optimizer} lr ${f.learning_rate} · ${f.max_steps} steps · batch ${f.batch_size} · conv ${convs.join(", ")} · hidden ${m.hidden1} · keep ${m.dropout} · seed ${f.seed}`;
+}
+
+function renderRuns() {
+  const table = $("runs-table");
+  if (state.runs.length === 0) {
+    table.innerHTML = "<tr><td>No runs yet: train a network, or load a saved one.</td></tr>";
+    state.compare = [];
+    $("compare-figure").hidden = true;
+    return;
+  }
+  const head = "<tr><th>compare</th><th>run</th><th>started</th><th>data</th><th>how</th><th>settings</th><th>best step</th><th>mean r</th><th>FVE</th><th>time</th><th></th></tr>";
+  const rows = state.runs.map((run) => {
+    const best = run.report.best;
+    const how = run.kind === "loaded" ? `loaded ${run.fileName}` : `${run.stopped ? "stopped" : "trained"}, ${run.backend}`;
+    return `<tr class="${run.id === state.shownRunId ? "shown" : ""}" data-run="${run.id}">` +
+      `<td><input type="checkbox" data-compare="${run.id}" aria-label="compare run ${run.number}" ${state.compare.includes(run.id) ? "checked" : ""}></td>` +
+      `<td>${run.number}</td><td>${new Date(run.startedUnix * 1000).toLocaleString()}</td><td>${escapeHtml(run.datasetName.replace(/^upload:/, ""))}</td>` +
+      `<td>${escapeHtml(how)}</td><td class="settings">${escapeHtml(settingsText(run.report.flags))}</td>` +
+      `<td>${best.step}</td><td class="mean-r">${best.mean_r.toFixed(3)}</td><td>${best.fve.toFixed(3)}</td>` +
+      `<td>${run.elapsedMs == null ? "—" : formatSeconds(run.elapsedMs / 1000)}</td>` +
+      `<td><button type="button" data-show="${run.id}">Show</button></td></tr>`;
+  });
+  table.innerHTML = head + rows.join("");
+  drawCompare();
+}
+
+function toggleCompare(id, on) {
+  state.compare = state.compare.filter((c) => c !== id);
+  if (on) state.compare.push(id);
+  // Two at a time: ticking a third unticks the oldest.
+  while (state.compare.length > 2) state.compare.shift();
+  renderRuns();
+}
+
+function drawCompare() {
+  const runs = state.compare.map(findRun).filter(Boolean);
+  const figure = $("compare-figure");
+  if (runs.length !== 2) {
+    figure.hidden = true;
+    return;
+  }
+  figure.hidden = false;
+  const canvas = $("compare-canvas");
+  const ratio = window.devicePixelRatio || 1;
+  canvas.width = Math.round(canvas.clientWidth * ratio);
+  canvas.height = Math.round(canvas.clientHeight * ratio);
+  const [a, b] = runs;
+  try {
+    state.engine.drawCompare(canvas, [
+      { label: `run ${a.number}`, report: a.report },
+      { label: `run ${b.number}`, report: b.report },
+    ], { scale: ratio });
+  } catch (error) {
+    console.error(error);
+  }
+  const [ra, rb] = [a.report.best.r, b.report.best.r];
+  const same = ra.length === rb.length;
+  const better = same ? rb.filter((r, i) => r > ra[i]).length : 0;
+  const text = `A = run ${a.number} (mean r ${a.report.best.mean_r.toFixed(3)}), B = run ${b.number} (mean r ${b.report.best.mean_r.toFixed(3)}). ` +
+    (same ? `B predicts ${better} of ${ra.length} neurons better than A.` : "They predict different neurons, so only the curves compare.");
+  $("compare-caption").textContent = `Left: evaluation (solid) and training (dashed) loss of both runs. Right: each neuron's r in A against B. ${text}`;
+  canvas.setAttribute("aria-label", `Comparison of two runs. ${text}`);
+}
+
+function clearRuns() {
+  state.runs = [];
+  state.networkFiles.clear();
+  state.compare = [];
+  state.shownRunId = null;
+  localStorage.removeItem(RUNS_KEY);
+  $("downloads").hidden = true;
+  hideError("runs-error");
+  renderRuns();
 }
 
 function showError(id, message) {

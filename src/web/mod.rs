@@ -12,7 +12,8 @@ use wasm_bindgen::prelude::*;
 
 use crate::backend::{self, BackendKind, ComputeDevice};
 use crate::data::{self, Dataset};
-use crate::training::{Trainer, TrainingConfig};
+use crate::results::{self, ExportFile, SavedNetwork};
+use crate::training::{Trainer, TrainingConfig, TrainingReport};
 
 #[wasm_bindgen(start)]
 pub fn start() {
@@ -73,6 +74,39 @@ impl WebDataset {
         Ok(())
     }
 
+    /// Loads a saved network (`.bpk`, Burn's record format, written by this page or `v1p`)
+    /// and evaluates it on this dataset with its own split, on the CPU. Returns
+    /// `{ report, info, networkFiles }`; throws a plain message when the file is not a saved network or
+    /// the network does not fit this dataset.
+    #[wasm_bindgen(js_name = evaluateNetwork)]
+    pub async fn evaluate_network(
+        &self,
+        name: String,
+        bytes: Uint8Array,
+    ) -> Result<JsValue, JsValue> {
+        let network = SavedNetwork::from_burnpack(&name, &bytes.to_vec())
+            .await
+            .map_err(error)?;
+        let device = device_for("cpu").await?;
+        let report = network
+            .evaluate(&self.inner, &device.device)
+            .await
+            .map_err(|e| error(format!("{name}: {e}")))?;
+        #[derive(Serialize)]
+        struct Evaluated<'a> {
+            report: TrainingReport,
+            info: &'a results::NetworkInfo,
+        }
+        let result = to_js(&Evaluated {
+            report,
+            info: &network.info,
+        })?;
+        // Its files again (the seed's weights too), so a loaded run downloads like a trained one.
+        let files = files_to_js(results::network_files(&network).map_err(error)?);
+        js_sys::Reflect::set(&result, &"networkFiles".into(), &files)?;
+        Ok(result)
+    }
+
     /// One image's pixels, row-major, for thumbnails.
     pub fn image(&self, index: usize) -> Result<Vec<f32>, JsValue> {
         if index >= self.inner.n_images {
@@ -100,6 +134,39 @@ async fn device_for(kind: &str) -> Result<ComputeDevice, JsValue> {
         }
     };
     backend::init(kind).await.map_err(error)
+}
+
+/// Files as JS objects `{ name, mime, bytes: Uint8Array }`, ready for a download.
+fn files_to_js(files: Vec<ExportFile>) -> Array {
+    files
+        .into_iter()
+        .map(|file| {
+            let object = js_sys::Object::new();
+            let set = |key: &str, value: JsValue| {
+                // Setting a property on a fresh plain object cannot fail.
+                let _ = js_sys::Reflect::set(&object, &key.into(), &value);
+            };
+            set("name", file.name.into());
+            set("mime", file.mime.into());
+            set("bytes", Uint8Array::from(file.bytes.as_slice()).into());
+            JsValue::from(object)
+        })
+        .collect()
+}
+
+/// The run's record, Pearson data and per-neuron CSV (see `results::report_files`) from a
+/// report object; `cellTypes` adds a column to the CSV when it has one entry per neuron.
+#[wasm_bindgen(js_name = exportReport)]
+pub fn export_report(
+    report: JsValue,
+    started_unix: f64,
+    sources: Vec<String>,
+    cell_types: Vec<String>,
+) -> Result<Array, JsValue> {
+    let report: TrainingReport = serde_wasm_bindgen::from_value(report).map_err(error)?;
+    let files = results::report_files(&report, started_unix as u64, &sources, &cell_types)
+        .map_err(error)?;
+    Ok(files_to_js(files))
 }
 
 /// Default flags, or a preset's ("seed", "fast"), as a JS object.
@@ -155,6 +222,21 @@ impl WebTrainer {
         let progress = trainer.advance(max_updates).await;
         self.put_back(trainer);
         to_js(&progress.map_err(error)?)
+    }
+
+    /// The best network so far as the seed's weights (`.npz`) and Burn's record (`.bpk`);
+    /// empty before the first evaluation. Reads the weights back asynchronously.
+    #[wasm_bindgen(js_name = exportNetwork)]
+    pub async fn export_network(&self, started_unix: f64) -> Result<Array, JsValue> {
+        let trainer = self.take()?;
+        let network = SavedNetwork::best_of(&trainer, started_unix as u64).await;
+        self.put_back(trainer);
+        match network.map_err(error)? {
+            Some(network) => Ok(files_to_js(
+                results::network_files(&network).map_err(error)?,
+            )),
+            None => Ok(Array::new()),
+        }
     }
 
     /// Everything the seed saved about the run so far.

@@ -372,3 +372,217 @@ pub fn draw_pearson(
     area.present().map_err(plot_error)?;
     Ok(())
 }
+
+/// One run to compare: its name on the page and its report.
+#[derive(Deserialize)]
+struct LabelledRun {
+    label: String,
+    report: TrainingReport,
+}
+
+/// Two runs side by side: their progress curves overlaid (evaluation loss solid, training
+/// loss dashed, one colour per run), and every neuron's r in run A against run B.
+#[wasm_bindgen(js_name = drawCompare)]
+pub fn draw_compare(
+    canvas: HtmlCanvasElement,
+    runs_value: JsValue,
+    options_value: JsValue,
+) -> Result<(), JsValue> {
+    let runs: Vec<LabelledRun> = serde_wasm_bindgen::from_value(runs_value)
+        .map_err(|e| JsValue::from_str(&e.to_string()))?;
+    let [a, b] = <[LabelledRun; 2]>::try_from(runs)
+        .map_err(|_| JsValue::from_str("compare needs exactly two runs"))?;
+    let o = options(options_value)?;
+    let area = root(canvas)?;
+    let (left, right) = area.split_horizontally(area.dim_in_pixel().0 as i32 / 2);
+    draw_overlay(&left, &o, &a, &b)?;
+    draw_scatter(&right, &o, &a, &b)?;
+    area.present().map_err(plot_error)?;
+    Ok(())
+}
+
+const RUN_COLOURS: [RGBColor; 2] = [BLUE, VERMILLION];
+
+fn draw_overlay(
+    area: &DrawingArea<CanvasBackend, Shift>,
+    o: &PlotOptions,
+    a: &LabelledRun,
+    b: &LabelledRun,
+) -> Result<(), JsValue> {
+    let runs = [a, b];
+    let max_step = runs
+        .iter()
+        .map(|r| r.report.flags.max_steps)
+        .max()
+        .unwrap_or(2)
+        .max(2) as f64;
+    let y_max = runs
+        .iter()
+        .map(|r| 2.0 * r.report.baseline_loss)
+        .fold(0.05, f64::max);
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            "Progress: evaluation loss (solid), training (dashed)",
+            o.font(17.0),
+        )
+        .margin(o.px(10.0))
+        .x_label_area_size(o.px(40.0))
+        .y_label_area_size(o.px(58.0))
+        .build_cartesian_2d(0.0..max_step, 0.0..y_max)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc("loss")
+        .label_style(o.font(13.0))
+        .axis_desc_style(o.font(14.0))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(plot_error)?;
+    let width = o.px(2.5).max(1) as u32;
+    for (run, colour) in runs.iter().zip(RUN_COLOURS) {
+        let points = |f: fn(&crate::training::EvalRecord) -> f64| -> Vec<(f64, f64)> {
+            run.report
+                .history
+                .iter()
+                .map(|h| (h.step as f64, f(h).min(y_max)))
+                .collect()
+        };
+        let best = run
+            .report
+            .best
+            .as_ref()
+            .map_or(String::new(), |b| format!(" (best r {:.3})", b.mean_r));
+        chart
+            .draw_series(LineSeries::new(
+                points(|h| h.eval_loss),
+                colour.stroke_width(width),
+            ))
+            .map_err(plot_error)?
+            .label(format!("{}{best}", run.label))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 24, y)], colour.stroke_width(width))
+            });
+        // Markers too: a loaded network has a single evaluation, which no line shows.
+        let dot = o.px(3.0).max(2);
+        chart
+            .draw_series(
+                points(|h| h.eval_loss)
+                    .into_iter()
+                    .map(move |p| Circle::new(p, dot, colour.filled())),
+            )
+            .map_err(plot_error)?;
+        chart
+            .draw_series(DashedLineSeries::new(
+                points(|h| h.train_loss),
+                o.px(7.0),
+                o.px(5.0),
+                colour.mix(0.7).stroke_width(width),
+            ))
+            .map_err(plot_error)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(o.font(13.0))
+        .background_style(WHITE.mix(0.85))
+        .border_style(GREY)
+        .draw()
+        .map_err(plot_error)?;
+    Ok(())
+}
+
+fn draw_scatter(
+    area: &DrawingArea<CanvasBackend, Shift>,
+    o: &PlotOptions,
+    a: &LabelledRun,
+    b: &LabelledRun,
+) -> Result<(), JsValue> {
+    let (Some(best_a), Some(best_b)) = (&a.report.best, &b.report.best) else {
+        return note(area, o, "Both runs need an evaluation to compare their r.");
+    };
+    if best_a.r.len() != best_b.r.len() {
+        return note(
+            area,
+            o,
+            &format!(
+                "The runs predict different neurons ({} vs {}): no per-neuron comparison.",
+                best_a.r.len(),
+                best_b.r.len()
+            ),
+        );
+    }
+    let low = best_a
+        .r
+        .iter()
+        .chain(&best_b.r)
+        .copied()
+        .fold(-0.1f64, f64::min);
+    let mut chart = ChartBuilder::on(area)
+        .caption("Pearson r per neuron: run A vs run B", o.font(17.0))
+        .margin(o.px(10.0))
+        .x_label_area_size(o.px(40.0))
+        .y_label_area_size(o.px(50.0))
+        .build_cartesian_2d(low..1.0, low..1.0)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .x_desc(format!("r, A: {}", a.label))
+        .y_desc(format!("r, B: {}", b.label))
+        .label_style(o.font(13.0))
+        .axis_desc_style(o.font(14.0))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(plot_error)?;
+    chart
+        .draw_series(LineSeries::new(
+            vec![(low, low), (1.0, 1.0)],
+            GREY.stroke_width(1),
+        ))
+        .map_err(plot_error)?;
+    let dot = o.px(4.0).max(2);
+    chart
+        .draw_series(
+            best_a
+                .r
+                .iter()
+                .zip(&best_b.r)
+                .map(|(&x, &y)| Circle::new((x, y), dot, BLUE.mix(0.75).filled())),
+        )
+        .map_err(plot_error)?;
+    let better = best_a
+        .r
+        .iter()
+        .zip(&best_b.r)
+        .filter(|(x, y)| y > x)
+        .count();
+    let (x0, y0) = chart.plotting_area().get_pixel_range();
+    for (i, line) in [
+        format!("B better for {better} of {} neurons", best_a.r.len()),
+        format!("mean r: A {:.3}, B {:.3}", best_a.mean_r, best_b.mean_r),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        area.draw(&Text::new(
+            line,
+            (x0.start + o.px(8.0), y0.start + o.px(6.0 + 18.0 * i as f64)),
+            o.font(13.0),
+        ))
+        .map_err(plot_error)?;
+    }
+    Ok(())
+}
+
+fn note(
+    area: &DrawingArea<CanvasBackend, Shift>,
+    o: &PlotOptions,
+    text: &str,
+) -> Result<(), JsValue> {
+    area.draw(&Text::new(
+        text.to_string(),
+        (o.px(16.0), o.px(40.0)),
+        o.font(15.0),
+    ))
+    .map_err(plot_error)
+}

@@ -23,8 +23,8 @@ self.onmessage = async (event) => {
   }
 };
 
-function post(message) {
-  self.postMessage(message);
+function post(message, transfer = []) {
+  self.postMessage(message, transfer);
 }
 
 // Which GPU the browser gives us, in words, or why there is none.
@@ -104,7 +104,18 @@ async function train(msg, ctl) {
     // Let pause / stop messages in.
     await new Promise((resolve) => setTimeout(resolve, 0));
   }
-  post({ type: "finished", report: trainer.report(), stopped: ctl.stopped, elapsedMs: performance.now() - started - pausedMs });
+  const elapsedMs = performance.now() - started - pausedMs;
+  // The best network's files are made here, where the network lives (on the GPU, read back
+  // asynchronously); the page keeps them for download.
+  let networkFiles = [];
+  let exportError = null;
+  try {
+    networkFiles = await trainer.exportNetwork(msg.startedUnix);
+  } catch (error) {
+    exportError = String(error && error.message || error);
+  }
+  post({ type: "finished", report: trainer.report(), stopped: ctl.stopped, elapsedMs, networkFiles, exportError },
+    networkFiles.map((f) => f.bytes.buffer));
   trainer.free();
   dataset.free();
   if (control === ctl) control = null;

@@ -42,8 +42,16 @@ def base_url():
 
 
 @pytest.fixture
-def driver():
+def driver(tmp_path):
     options = webdriver.ChromeOptions()
+    # Downloads land in a fresh folder, without asking (the page's export buttons).
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    options.add_experimental_option("prefs", {
+        "download.default_directory": str(downloads),
+        "download.prompt_for_download": False,
+        "profile.default_content_setting_values.automatic_downloads": 1,
+    })
     options.binary_location = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     for flag in FLAGS:
         options.add_argument(flag)
@@ -51,5 +59,6 @@ def driver():
     service = Service(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
     browser = webdriver.Chrome(options=options, service=service)
     browser.set_script_timeout(60)
+    browser.download_dir = downloads
     yield browser
     browser.quit()

@@ -154,3 +154,107 @@ def test_settings_url_round_trips(driver, base_url):
     assert driver.find_element(By.ID, "flag-hidden1").get_attribute("value") == "123"
     assert driver.find_element(By.ID, "flag-learning_rate").get_attribute("value") == "0.0003"
     assert Select(driver.find_element(By.ID, "backend-select")).first_selected_option.get_attribute("value") == "cpu"
+
+
+def wait_download(driver, name, timeout=60):
+    path = driver.download_dir / name
+    WebDriverWait(driver, timeout).until(lambda d: path.exists() and not (d.download_dir / (name + ".crdownload")).exists(),
+                                         message=f"{name} never arrived; have {sorted(p.name for p in driver.download_dir.iterdir())}")
+    time.sleep(0.2)
+    return path
+
+
+def stored_runs(driver):
+    return driver.execute_script("return JSON.parse(localStorage.getItem('v1-predictor.runs') || '[]')")
+
+
+DOWNLOADS = {
+    "download-training-json": ("training_manualsave_{}.json", "training_json"),
+    "download-training-npz": ("training_manualsave_{}.npz", "training_npz"),
+    "download-progress-png": ("training_plot_{}.png", "progress_png"),
+    "download-pearson-json": ("pearsondata_{}.json", "pearson_json"),
+    "download-pearson-npz": ("pearsondata_{}.npz", "pearson_npz"),
+    "download-csv": ("neurons_{}.csv", "csv"),
+    "download-pearson-png": ("pearsonplot_{}.png", "pearson_png"),
+    "download-network-npz": ("network_manualsave_{}.npz", "network_npz"),
+    "download-network-bpk": ("network_{}.bpk", "network_bpk"),
+}
+
+
+def test_webgpu_run_downloads_every_file_and_numpy_reads_them(driver, base_url):
+    import sys
+    sys.path.insert(0, str(ROOT / "tests" / "numpy"))
+    import numpy as np
+    from seed_files import check_run_files
+
+    open_page(driver, base_url, max_steps="10", backend="wgpu", **SMALL)
+    driver.find_element(By.ID, "train-button").click()
+    assert wait_state(driver, {"finished", "error"}, 600) == "finished"
+    assert driver.execute_script("return document.body.dataset.backend") == "wgpu"
+    assert driver.find_element(By.ID, "downloads").is_displayed()
+    tag = stored_runs(driver)[0]["startedUnix"]
+    files = {}
+    for button, (pattern, kind) in DOWNLOADS.items():
+        driver.find_element(By.ID, button).click()
+        files[kind] = wait_download(driver, pattern.format(tag))
+    for kind in ["progress_png", "pearson_png"]:
+        assert files[kind].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and files[kind].stat().st_size > 5000
+    # The weights read back from WebGPU, in the seed's layout, give numpy the page's r.
+    r_numpy, r_page = check_run_files(files, [ROOT / "data" / "simulated-v1.mat"])
+    np.testing.assert_allclose(r_numpy, r_page, atol=2e-4)
+    assert np.count_nonzero(np.abs(r_page) > 0.02) > 10, r_page
+    assert f"{np.load(files['pearson_npz'])['meanr']:.3f}" == driver.find_element(By.ID, "mean-r").text
+    lines = files["csv"].read_text().splitlines()
+    assert len(lines) == 41 and lines[0].startswith("neuron,cell_type,pearson_r")
+
+
+def test_saved_network_reloads_runs_persist_compare_and_clear(driver, base_url):
+    open_page(driver, base_url, max_steps="10", backend="cpu", **SMALL)
+    driver.find_element(By.ID, "train-button").click()
+    assert wait_state(driver, {"finished", "error"}, 300) == "finished"
+    trained_r = driver.find_element(By.ID, "mean-r").text
+    tag = stored_runs(driver)[0]["startedUnix"]
+    driver.find_element(By.ID, "download-network-bpk").click()
+    network = wait_download(driver, f"network_{tag}.bpk")
+
+    # Runs survive a reload; the weights (memory only) do not, and the page says so.
+    open_page(driver, base_url, backend="cpu")
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#runs-table tr[data-run]")) == 1
+    driver.find_element(By.CSS_SELECTOR, "#runs-table button[data-show]").click()
+    assert driver.find_element(By.ID, "mean-r").text == trained_r
+    assert not driver.find_element(By.ID, "download-network-bpk").is_enabled()
+    assert canvas_has_drawing(driver, "pearson-canvas") > 1000
+
+    # The saved network, loaded with its data: evaluated without training, same r.
+    driver.find_element(By.ID, "network-input").send_keys(str(network))
+    WebDriverWait(driver, 60).until(lambda d: d.execute_script("return document.body.dataset.loadedNetwork"))
+    assert driver.find_element(By.ID, "mean-r").text == trained_r
+    assert "loaded from network_" in driver.find_element(By.ID, "results").text
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#runs-table tr[data-run]")) == 2
+    assert canvas_has_drawing(driver, "pearson-canvas") > 1000
+
+    # Compare the two: curves overlaid, r against r (identical networks: B better for none).
+    for i in range(2):  # each tick redraws the table: find the boxes again
+        driver.find_elements(By.CSS_SELECTOR, "#runs-table input[data-compare]")[i].click()
+    WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "compare-figure").is_displayed())
+    assert canvas_has_drawing(driver, "compare-canvas") > 1000
+    assert "B predicts 0 of 40 neurons better than A" in driver.find_element(By.ID, "compare-caption").text
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.execute_script("document.getElementById('runs-section').scrollIntoView()")
+    driver.save_screenshot(str(ARTIFACTS / "runs-and-compare.png"))
+
+    # A network that does not fit the data is refused, in words; the page keeps working.
+    if KOHN.exists():
+        upload(driver, KOHN / "07mean50ms_smallim_d2_crop.mat")
+        WebDriverWait(driver, 30).until(lambda d: "07mean50ms" in d.find_element(By.ID, "dataset-summary").text)
+        driver.find_element(By.ID, "network-input").send_keys(str(network))
+        error = driver.find_element(By.ID, "runs-error")
+        WebDriverWait(driver, 30).until(lambda d: error.is_displayed())
+        assert "40 neurons" in error.text and "36 neurons" in error.text, error.text
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#runs-table tr[data-run]")) == 2
+
+    driver.find_element(By.ID, "clear-runs").click()
+    assert "No runs yet" in driver.find_element(By.ID, "runs-table").text
+    assert stored_runs(driver) == []
+    open_page(driver, base_url)
+    assert "No runs yet" in driver.find_element(By.ID, "runs-table").text

@@ -1,0 +1,62 @@
+"""The files `v1p train --out DIR` writes (the same the page offers for download), read the
+way the seed's users read them: numpy.load, the seed's field names, its weight layouts."""
+import csv
+import os
+import pathlib
+import subprocess
+
+import numpy as np
+import pytest
+
+from seed_files import check_run_files
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DEMO = ROOT / "data" / "simulated-v1.mat"
+TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+V1P = pathlib.Path(os.environ.get("V1P_BIN", TARGET / "release" / "v1p"))
+
+RUNS = {
+    # The seed's network (2 conv layers, 7×7 kernels), briefly trained with Adam.
+    "seed network": ["--preset", "fast", "--max_steps", "150", "--eval_every", "50"],
+    # Three small conv layers: WC3 / BC3 and another feature-map size.
+    "three conv layers": ["--preset", "fast", "--max_steps", "60", "--eval_every", "20", "--numconvlayer", "3",
+                          "--conv1size", "3", "--conv2size", "3", "--conv1", "6", "--conv2", "8", "--hidden1", "40"],
+    # One conv layer, no dropout, plain SGD.
+    "one conv layer": ["--max_steps", "40", "--eval_every", "10", "--numconvlayer", "1", "--conv1", "5",
+                       "--hidden1", "30", "--dropout", "1", "--learning_rate", "0.001"],
+}
+
+
+def files_in(directory):
+    found = {}
+    for path in directory.iterdir():
+        name = path.name
+        for kind, prefix, ext in [("training_npz", "training_manualsave_", ".npz"),
+                                  ("training_json", "training_manualsave_", ".json"),
+                                  ("pearson_npz", "pearsondata_", ".npz"), ("pearson_json", "pearsondata_", ".json"),
+                                  ("network_npz", "network_manualsave_", ".npz"), ("network_bpk", "network_", ".bpk"),
+                                  ("csv", "neurons_", ".csv")]:
+            if name.startswith(prefix) and name.endswith(ext) and name[len(prefix):-len(ext)].isdigit():
+                found[kind] = path
+    return found
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_exports_load_in_numpy_and_the_seed_forward_gives_the_reported_r(run, tmp_path):
+    assert V1P.exists(), f"{V1P} is missing: build it (cargo build --release) or set V1P_BIN"
+    subprocess.run([str(V1P), "train", "--data", str(DEMO), "--out", str(tmp_path), *RUNS[run]], check=True,
+                   capture_output=True)
+    files = files_in(tmp_path)
+    assert sorted(files) == sorted(["training_npz", "training_json", "pearson_npz", "pearson_json", "network_npz",
+                                    "network_bpk", "csv"]), sorted(p.name for p in tmp_path.iterdir())
+    # Every file carries the same start-time tag.
+    assert len({p.name.split("_")[-1].split(".")[0] for p in files.values()}) == 1
+    r_numpy, r_exported = check_run_files(files, [DEMO])
+    # Our forward in float32 vs numpy's in float64: r agrees far inside what matters.
+    np.testing.assert_allclose(r_numpy, r_exported, atol=2e-4)
+    # Non-vacuous: most neurons get a non-zero r that the numpy forward had to reproduce.
+    assert np.count_nonzero(np.abs(r_exported) > 0.05) > len(r_exported) // 2, r_exported
+    with open(files["csv"]) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(r_exported)
+    np.testing.assert_allclose([float(row["pearson_r"]) for row in rows], r_exported)
