@@ -3,6 +3,7 @@
 //! `devicePixelRatio`), so they stay sharp on high-DPI screens and projectors.
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters_canvas::CanvasBackend;
 use serde::Deserialize;
@@ -81,6 +82,20 @@ fn report(value: JsValue) -> Result<TrainingReport, JsValue> {
 
 fn plot_error(e: impl std::fmt::Debug) -> JsValue {
     JsValue::from_str(&format!("plot: {e:?}"))
+}
+
+type Chart<'a> = ChartContext<'a, CanvasBackend, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The legend box, top right, as every plot here has it.
+fn draw_legend(chart: &mut Chart<'_>, o: &PlotOptions) -> Result<(), JsValue> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(o.font(13.0))
+        .background_style(WHITE.mix(0.85))
+        .border_style(GREY)
+        .draw()
+        .map_err(plot_error)
 }
 
 fn root(canvas: HtmlCanvasElement) -> Result<DrawingArea<CanvasBackend, Shift>, JsValue> {
@@ -247,14 +262,7 @@ pub fn draw_progress(
             .map_err(plot_error)?;
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(o.font(13.0))
-        .background_style(WHITE.mix(0.85))
-        .border_style(GREY)
-        .draw()
-        .map_err(plot_error)?;
+    draw_legend(&mut chart, &o)?;
     area.present().map_err(plot_error)?;
     Ok(())
 }
@@ -361,14 +369,7 @@ pub fn draw_pearson(
                 Rectangle::new([(x, y - size), (x + 2 * size, y + size)], c.filled())
             });
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(o.font(13.0))
-        .background_style(WHITE.mix(0.85))
-        .border_style(GREY)
-        .draw()
-        .map_err(plot_error)?;
+    draw_legend(&mut chart, &o)?;
     area.present().map_err(plot_error)?;
     Ok(())
 }
@@ -481,14 +482,7 @@ fn draw_overlay(
             ))
             .map_err(plot_error)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(o.font(13.0))
-        .background_style(WHITE.mix(0.85))
-        .border_style(GREY)
-        .draw()
-        .map_err(plot_error)?;
+    draw_legend(&mut chart, o)?;
     Ok(())
 }
 
