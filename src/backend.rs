@@ -30,9 +30,31 @@ thread_local! {
     static WGPU: RefCell<Option<ComputeDevice>> = const { RefCell::new(None) };
 }
 
+#[cfg(target_arch = "wasm32")]
+unsafe extern "C" {
+    /// wasm-ld's function that runs the static constructors (cubecl registers its kernels
+    /// with the `inventory` crate in them). While no code calls it, wasm-ld wraps *every*
+    /// export in a call to it, so every call from JavaScript re-ran them all: that was
+    /// nearly all of a plot redraw's 0.4 s (BENCHMARKS.md).
+    fn __wasm_call_ctors();
+}
+
+/// Runs the static constructors once (wasm only; natively the loader does). Called when
+/// the module starts and again, harmlessly, by [`init`], for harnesses (wasm-bindgen-test)
+/// that do not run a library's start function.
+pub fn run_static_constructors() {
+    #[cfg(target_arch = "wasm32")]
+    {
+        static DONE: std::sync::Once = std::sync::Once::new();
+        // SAFETY: `Once` runs them exactly once per instance; they only register statics.
+        DONE.call_once(|| unsafe { __wasm_call_ctors() });
+    }
+}
+
 /// Initialises the requested backend. WebGPU must be initialised asynchronously in the
 /// browser before the first tensor is made on it.
 pub async fn init(kind: BackendKind) -> Result<ComputeDevice, String> {
+    run_static_constructors();
     match kind {
         BackendKind::Cpu => Ok(ComputeDevice {
             kind,

@@ -540,8 +540,13 @@ function wireControls() {
   $("backend-select").addEventListener("change", syncUrl);
   $("sort-select").addEventListener("change", drawPlots);
   $("dataset-select").addEventListener("change", (e) => loadBundled(e.target.value));
-  $("file-input").addEventListener("change", (e) => readFiles(e.target.files));
-  $("network-input").addEventListener("change", (e) => readFiles(e.target.files, "runs-error"));
+  // Emptied after reading, so that choosing the same file again is a change too.
+  const readAndClear = (errorId) => async (e) => {
+    await readFiles(e.target.files, errorId);
+    e.target.value = "";
+  };
+  $("file-input").addEventListener("change", readAndClear("data-error"));
+  $("network-input").addEventListener("change", readAndClear("runs-error"));
   $("clear-runs").addEventListener("click", clearRuns);
   for (const button of document.querySelectorAll("#downloads button")) {
     button.addEventListener("click", () => download(button));

@@ -1,6 +1,7 @@
 //! The browser boundary: what JavaScript (the page's worker, and the browser tests) calls.
 //! Values cross as plain JS objects through `serde-wasm-bindgen`; errors as strings.
 
+mod canvas;
 mod plots;
 
 use std::cell::RefCell;
@@ -17,6 +18,7 @@ use crate::training::{Trainer, TrainingConfig, TrainingReport};
 
 #[wasm_bindgen(start)]
 pub fn start() {
+    backend::run_static_constructors();
     console_error_panic_hook::set_once();
 }
 

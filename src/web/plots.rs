@@ -5,11 +5,11 @@
 use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
-use plotters_canvas::CanvasBackend;
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use web_sys::HtmlCanvasElement;
 
+use super::canvas::MeasuredCanvas;
 use crate::training::TrainingReport;
 
 // Okabe–Ito: distinguishable with every common colour-vision deficiency.
@@ -65,7 +65,7 @@ fn prepare(
     (
         TrainingReport,
         PlotOptions,
-        DrawingArea<CanvasBackend, Shift>,
+        DrawingArea<MeasuredCanvas, Shift>,
     ),
     JsValue,
 > {
@@ -84,7 +84,7 @@ fn plot_error(e: impl std::fmt::Debug) -> JsValue {
     JsValue::from_str(&format!("plot: {e:?}"))
 }
 
-type Chart<'a> = ChartContext<'a, CanvasBackend, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+type Chart<'a> = ChartContext<'a, MeasuredCanvas, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 /// The legend box, top right, as every plot here has it.
 fn draw_legend(chart: &mut Chart<'_>, o: &PlotOptions) -> Result<(), JsValue> {
@@ -98,9 +98,9 @@ fn draw_legend(chart: &mut Chart<'_>, o: &PlotOptions) -> Result<(), JsValue> {
         .map_err(plot_error)
 }
 
-fn root(canvas: HtmlCanvasElement) -> Result<DrawingArea<CanvasBackend, Shift>, JsValue> {
-    let backend = CanvasBackend::with_canvas_object(canvas)
-        .ok_or_else(|| JsValue::from_str("no 2D canvas context"))?;
+fn root(canvas: HtmlCanvasElement) -> Result<DrawingArea<MeasuredCanvas, Shift>, JsValue> {
+    let backend =
+        MeasuredCanvas::new(canvas).ok_or_else(|| JsValue::from_str("no 2D canvas context"))?;
     let area = backend.into_drawing_area();
     area.fill(&WHITE).map_err(plot_error)?;
     Ok(area)
@@ -405,7 +405,7 @@ pub fn draw_compare(
 const RUN_COLOURS: [RGBColor; 2] = [BLUE, VERMILLION];
 
 fn draw_overlay(
-    area: &DrawingArea<CanvasBackend, Shift>,
+    area: &DrawingArea<MeasuredCanvas, Shift>,
     o: &PlotOptions,
     a: &LabelledRun,
     b: &LabelledRun,
@@ -487,7 +487,7 @@ fn draw_overlay(
 }
 
 fn draw_scatter(
-    area: &DrawingArea<CanvasBackend, Shift>,
+    area: &DrawingArea<MeasuredCanvas, Shift>,
     o: &PlotOptions,
     a: &LabelledRun,
     b: &LabelledRun,
@@ -569,7 +569,7 @@ fn draw_scatter(
 }
 
 fn note(
-    area: &DrawingArea<CanvasBackend, Shift>,
+    area: &DrawingArea<MeasuredCanvas, Shift>,
     o: &PlotOptions,
     text: &str,
 ) -> Result<(), JsValue> {

@@ -225,8 +225,8 @@ def test_saved_network_reloads_runs_persist_compare_and_clear(driver, base_url):
     assert not driver.find_element(By.ID, "download-network-bpk").is_enabled()
     assert canvas_has_drawing(driver, "pearson-canvas") > 1000
 
-    # The saved network, loaded with its data: evaluated without training, same r.
-    driver.find_element(By.ID, "network-input").send_keys(str(network))
+    # The saved network, dropped together with its data: evaluated without training, same r.
+    upload(driver, ROOT / "data" / "simulated-v1.mat", network)
     WebDriverWait(driver, 60).until(lambda d: d.execute_script("return document.body.dataset.loadedNetwork"))
     assert driver.find_element(By.ID, "mean-r").text == trained_r
     assert "loaded from network_" in driver.find_element(By.ID, "results").text

@@ -1,0 +1,60 @@
+"""Time to draw the two result plots in the page, for two builds in one browser process
+(a baseline build against the current one), in headless Chromium.
+
+Usage: python3 tests/bench/plot_bench.py BASELINE_DIST [DIST]
+Each build trains a short run (so that localStorage holds a real report), then draws the
+progress and Pearson plots 10 times from that report, timed with performance.now()."""
+import pathlib, socket, statistics, subprocess, sys, tempfile, time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "e2e"))
+from conftest import FLAGS, ROOT, free_port  # noqa: E402
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+builds = {"baseline": sys.argv[1], "current": sys.argv[2] if len(sys.argv) > 2 else str(ROOT / "dist")}
+options = webdriver.ChromeOptions()
+options.binary_location = "/usr/bin/chromium"
+for flag in FLAGS:
+    options.add_argument(flag)
+options.add_argument(f"--user-data-dir={tempfile.mkdtemp()}")
+driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+driver.set_script_timeout(300)
+
+TIME_DRAWS = """
+const done = arguments[arguments.length - 1];
+const report = JSON.parse(localStorage.getItem('v1-predictor.runs')).slice(-1)[0].report;
+const e = window.wasmBindings, ratio = window.devicePixelRatio || 1;
+const progress = [], pearson = [];
+for (let i = 0; i < 10; i++) {
+  let t = performance.now();
+  e.drawProgress(document.getElementById('progress-canvas'), report, { scale: ratio });
+  progress.push(performance.now() - t);
+  t = performance.now();
+  e.drawPearson(document.getElementById('pearson-canvas'), report, { scale: ratio });
+  pearson.push(performance.now() - t);
+}
+done([progress, pearson]);"""
+
+results = {}
+servers = []
+for name, dist in builds.items():
+    port = free_port()
+    servers.append(subprocess.Popen([sys.executable, str(ROOT / "tests" / "static_server.py"), dist, str(port)]))
+    time.sleep(0.5)
+    driver.get(f"http://127.0.0.1:{port}/index.html?backend=cpu&max_steps=20&eval_every=5&conv1=4&conv2=8&hidden1=32")
+    WebDriverWait(driver, 120).until(lambda d: d.execute_script("return document.body.dataset.ready") == "true")
+    driver.find_element(By.ID, "train-button").click()
+    WebDriverWait(driver, 600).until(lambda d: d.execute_script("return document.body.dataset.state") in ("finished", "error"))
+    time.sleep(1)
+    results[name] = driver.execute_async_script(TIME_DRAWS)
+for name, (progress, pearson) in results.items():
+    print(f"{name}: progress plot median {statistics.median(progress):.1f} ms, "
+          f"Pearson plot median {statistics.median(pearson):.1f} ms (10 draws each)")
+base = [statistics.median(x) for x in results["baseline"]]
+cur = [statistics.median(x) for x in results["current"]]
+print(f"speed-up: progress ×{base[0] / cur[0]:.1f}, Pearson ×{base[1] / cur[1]:.1f}")
+driver.quit()
+for s in servers:
+    s.terminate()
