@@ -409,8 +409,8 @@ function showBest(title, best) {
 }
 
 // Redraws in an animation frame, at most every 300 ms and never more than a fifth of the
-// time: a redraw costs ~0.8 s here (plotters measures every label through a page layout, see
-// BENCHMARKS.md), so the page stays responsive between redraws.
+// time: a redraw costs ~2 ms here (BENCHMARKS.md), but a slow machine or a huge dataset must
+// not let redraws crowd out the controls.
 function scheduleDraw() {
   if (state.drawPending) return;
   state.drawPending = true;
