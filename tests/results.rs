@@ -81,6 +81,13 @@ fn a_network_that_does_not_fit_the_data_is_refused() {
     let saved = pollster::block_on(SavedNetwork::best_of(&trainer, STARTED))
         .unwrap()
         .unwrap();
+    // Same shapes, other files: evaluated, with a caution.
+    assert_eq!(saved.source_warning(trainer.dataset()), None);
+    let mut renamed = demo();
+    renamed.sources = vec!["another-session.mat".into()];
+    let warning = saved.source_warning(&renamed).unwrap();
+    assert!(warning.contains("simulated-v1.mat") && warning.contains("another-session.mat"));
+
     let mut fewer_neurons = demo();
     fewer_neurons.n_neurons = 10;
     fewer_neurons.activity = fewer_neurons
@@ -129,6 +136,16 @@ fn files_that_are_not_saved_networks_get_a_clear_message() {
             "{message}"
         );
     }
+
+    // A crafted file whose split indexes images that do not exist.
+    let trainer = trained(demo(), 1);
+    let mut saved = pollster::block_on(SavedNetwork::best_of(&trainer, STARTED))
+        .unwrap()
+        .unwrap();
+    saved.info.split.eval[0] = 10_000;
+    let bytes = saved.to_burnpack().unwrap();
+    let error = pollster::block_on(SavedNetwork::from_burnpack("odd.bpk", &bytes)).unwrap_err();
+    assert!(error.to_string().contains("split"), "{error}");
 
     // A truncated save: the header is fine, the data is not.
     let trainer = trained(demo(), 1);

@@ -279,6 +279,13 @@ fn train(args: &TrainArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A bad --out fails now, not after the run.
+    if let Some(dir) = &args.out
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        eprintln!("error: cannot create {}: {e}", dir.display());
+        return ExitCode::from(2);
+    }
     let bar = ProgressBar::new(trainer.config().max_steps as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}")

@@ -1,7 +1,7 @@
 //! Results that outlive a run: the seed's output files (training record, Pearson data, the
 //! best network's weights) as JSON and numpy `.npz`, per-neuron CSV, and saved networks in
 //! Burn's record format that load back for evaluation. Everything here works on host data,
-//! so the page, its worker and `v1p` write byte-identical files.
+//! so the page, its worker and `v1p` write the same files.
 
 mod network;
 mod npz;
@@ -178,6 +178,20 @@ pub fn report_files(
     let Some(best) = &report.best else {
         return Ok(files);
     };
+    // A report can come from the page's storage: refuse one whose per-neuron lists disagree.
+    let n = best.r.len();
+    if [
+        best.eval_loss_per_neuron.len(),
+        report.baseline_loss_per_neuron.len(),
+        report.eval_variance.len(),
+    ]
+    .iter()
+    .any(|&len| len != n)
+    {
+        return Err(ResultsError::Mismatch(
+            "the report's per-neuron lists have different lengths".into(),
+        ));
+    }
     let data = PearsonData {
         rval: &best.r,
         step: best.step,
@@ -193,7 +207,6 @@ pub fn report_files(
         flags: &report.flags,
         started_unix,
     };
-    let n = best.r.len();
     let mut npz = NpzBuilder::new();
     npz.f64s("rval", &[n], &best.r)?
         .scalar_i64("step", best.step as i64)?

@@ -65,14 +65,16 @@ async fn read_back<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, Result
         .map_err(|e| ResultsError::Device(format!("{e:?}")))
 }
 
+/// `outputs`: the layer's output count (a missing bias reads as zeros of that size).
 async fn layer<const D: usize>(
     weight: Tensor<D>,
     bias: Option<Tensor<1>>,
+    outputs: usize,
 ) -> Result<LayerWeights, ResultsError> {
     let weight_shape = weight.dims().to_vec();
     let bias = match bias {
         Some(bias) => read_back(bias).await?,
-        None => vec![0.0; *weight_shape.last().unwrap_or(&0)],
+        None => vec![0.0; outputs],
     };
     Ok(LayerWeights {
         weight: read_back(weight).await?,
@@ -88,13 +90,17 @@ impl NetworkWeights {
         let mut conv = Vec::new();
         for block in &model.conv_blocks {
             let c = &block.conv;
-            conv.push(layer(c.weight.val(), c.bias.as_ref().map(|b| b.val())).await?);
+            let outputs = c.weight.dims()[0]; // [out, in, kh, kw]
+            conv.push(layer(c.weight.val(), c.bias.as_ref().map(|b| b.val()), outputs).await?);
         }
-        let dense = |l: &burn::nn::Linear| (l.weight.val(), l.bias.as_ref().map(|b| b.val()));
-        let (w, b) = dense(&model.hidden);
-        let hidden = layer(w, b).await?;
-        let (w, b) = dense(&model.output);
-        let output = layer(w, b).await?;
+        let dense = |l: &burn::nn::Linear| {
+            let outputs = l.weight.dims()[1]; // [in, out]
+            (l.weight.val(), l.bias.as_ref().map(|b| b.val()), outputs)
+        };
+        let (w, b, n) = dense(&model.hidden);
+        let hidden = layer(w, b, n).await?;
+        let (w, b, n) = dense(&model.output);
+        let output = layer(w, b, n).await?;
         Ok(Self {
             conv,
             hidden,
@@ -126,7 +132,7 @@ impl NetworkWeights {
                 .clone()
                 .try_into()
                 .map_err(|_| mismatch())?;
-            if shape != block.conv.weight.dims() {
+            if shape != block.conv.weight.dims() || weights.bias.len() != shape[0] {
                 return Err(mismatch());
             }
             block.conv.weight = init::param(weights.weight.clone(), shape, device);
@@ -141,7 +147,7 @@ impl NetworkWeights {
                 .clone()
                 .try_into()
                 .map_err(|_| mismatch())?;
-            if shape != linear.weight.dims() {
+            if shape != linear.weight.dims() || weights.bias.len() != shape[1] {
                 return Err(mismatch());
             }
             linear.weight = init::param(weights.weight.clone(), shape, device);
@@ -257,6 +263,11 @@ impl SavedNetwork {
                 info.format_version
             )));
         }
+        if !is_partition(&info.split, info.n_images) {
+            return Err(not_ours(
+                "its split does not divide its images into train, evaluation and early stop".into(),
+            ));
+        }
         let device = Device::flex();
         let model = info
             .flags
@@ -296,6 +307,19 @@ impl SavedNetwork {
         Ok(())
     }
 
+    /// A caution when the dataset's files are not the ones the network was trained on (in
+    /// that order): the shapes fit, but its r means something only on the same recordings.
+    pub fn source_warning(&self, dataset: &Dataset) -> Option<String> {
+        (self.info.sources != dataset.sources).then(|| {
+            format!(
+                "Note: this network was trained on {}, and is evaluated on {}: its r is \
+                 meaningful only on the same recordings, in the same order.",
+                self.info.sources.join(" + "),
+                dataset.sources.join(" + ")
+            )
+        })
+    }
+
     /// Evaluates the network on the dataset's images with its own split, as the seed
     /// evaluates its best network. Gives the r it had when it was saved, on the same data.
     pub async fn evaluate(
@@ -319,4 +343,19 @@ impl SavedNetwork {
 
 fn record_error(e: burn::store::RecordError) -> ResultsError {
     ResultsError::Write(e.to_string())
+}
+
+/// Whether `split` uses every image below `n_images` exactly once, with evaluation images.
+fn is_partition(split: &Split, n_images: usize) -> bool {
+    let mut seen = vec![false; n_images];
+    let all: Vec<usize> = [&split.train, &split.eval, &split.early_stop]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect();
+    !split.eval.is_empty()
+        && all.len() == n_images
+        && all
+            .iter()
+            .all(|&i| i < n_images && !std::mem::replace(&mut seen[i], true))
 }

@@ -33,7 +33,9 @@ const state = {
   files: null, // [[name, ArrayBuffer]] of the current dataset (sent to the worker)
   dataset: null, // the same, parsed on this thread
   datasetName: "",
-  cellTypes: [],
+  cellTypes: [], // of the report on show
+  datasetCellTypes: [], // of the loaded dataset (the demo data's true cell types)
+  live: null, // the run in the worker: what it trains on (fixed when it starts), its report
   summary: null,
   report: null,
   worker: null,
@@ -224,7 +226,8 @@ function useDataset(files, name, cellTypes = []) {
   state.dataset = dataset;
   state.files = files;
   state.datasetName = name;
-  state.cellTypes = cellTypes;
+  state.datasetCellTypes = cellTypes;
+  if (!state.running && !state.shownRunId) state.cellTypes = cellTypes;
   state.summary = dataset.summary();
   showSummary(state.summary, dataset);
   syncUrl();
@@ -300,17 +303,16 @@ function train() {
     return showSettingsError(String(error.message || error));
   }
   state.config = config;
-  state.report = null;
-  state.shownRunId = null;
-  $("downloads").hidden = true;
-  renderRuns();
   state.backendPreference = $("backend-select").value;
   launch(config, state.backendPreference);
 }
 
 function launch(config, backend) {
+  // What the run trains on, kept as it is now: the page may load other data meanwhile.
+  state.live = { datasetName: state.datasetName, sources: state.summary.sources, cellTypes: state.datasetCellTypes, started: false, report: null };
   startWorker();
   state.running = true;
+  showLive();
   state.paused = false;
   state.startedAt = performance.now();
   state.startedUnix = Math.floor(Date.now() / 1000);
@@ -333,8 +335,12 @@ function onWorkerMessage(msg) {
       }
       break;
     case "started":
-      state.report = msg.report;
-      drawPlots();
+      state.live.started = true;
+      state.live.report = msg.report;
+      if (!state.shownRunId) {
+        state.report = msg.report;
+        drawPlots();
+      }
       break;
     case "progress":
       onProgress(msg);
@@ -347,19 +353,17 @@ function onWorkerMessage(msg) {
       document.body.dataset.state = "running";
       break;
     case "finished":
-      state.report = msg.report;
       state.running = false;
       onProgress({ progress: { steps_done: msg.report.steps_done, max_steps: msg.report.flags.max_steps, best: msg.report.best }, report: msg.report, elapsedMs: msg.elapsedMs });
-      drawPlots();
       $("progress-text").textContent = `${msg.stopped ? "Stopped" : "Finished"} after ${msg.report.steps_done} steps in ${formatSeconds(msg.elapsedMs / 1000)}.`;
       document.body.dataset.elapsedMs = String(msg.elapsedMs);
       if (msg.report.best) {
         addRun({
           kind: "trained",
           startedUnix: state.startedUnix,
-          datasetName: state.datasetName,
-          sources: state.summary.sources,
-          cellTypes: state.cellTypes,
+          datasetName: state.live.datasetName,
+          sources: state.live.sources,
+          cellTypes: state.live.cellTypes,
           report: msg.report,
           elapsedMs: msg.elapsedMs,
           backend: $("backend-status").textContent.replace(/^Computing on: /, ""),
@@ -367,6 +371,7 @@ function onWorkerMessage(msg) {
         }, msg.networkFiles);
       }
       if (msg.exportError) showError("train-error", `The best network could not be read back for download: ${msg.exportError}`);
+      renderRuns();
       document.body.dataset.state = msg.stopped ? "stopped" : "finished";
       updateButtons();
       break;
@@ -377,7 +382,7 @@ function onWorkerMessage(msg) {
 }
 
 function onTrainingError(message) {
-  const wasStarting = state.running && !state.report;
+  const wasStarting = state.running && state.live && !state.live.started;
   state.running = false;
   // A WebGPU failure while starting: fall back to the CPU once, and say so.
   if (wasStarting && state.backendPreference === "auto" && document.body.dataset.backend !== "cpu") {
@@ -388,20 +393,37 @@ function onTrainingError(message) {
     return;
   }
   showError("train-error", message);
+  renderRuns();
   document.body.dataset.state = "error";
   updateButtons();
 }
 
 function onProgress({ progress, report, elapsedMs }) {
-  if (report) state.report = report;
+  // The plots follow the live run unless the user chose a stored run to look at.
+  const showing = !state.shownRunId;
+  if (report && state.live) state.live.report = report;
+  if (report && showing) state.report = report;
   const { steps_done: done, max_steps: max } = progress;
   $("progress-bar").value = done / max;
   const seconds = elapsedMs / 1000;
   const rate = done / Math.max(seconds, 1e-3);
   const left = (max - done) / Math.max(rate, 1e-9);
   $("progress-text").textContent = `Step ${done.toLocaleString()} of ${max.toLocaleString()} · ${rate.toFixed(rate < 10 ? 2 : 0)} steps/s · about ${formatSeconds(left)} left`;
-  if (progress.best) showBest("Best network so far", progress.best);
-  if (report) scheduleDraw();
+  if (progress.best && showing) showBest("Best network so far", progress.best);
+  if (report && showing) scheduleDraw();
+}
+
+// Puts the live run (its latest report, or nothing yet) back on the plots.
+function showLive() {
+  state.shownRunId = null;
+  state.report = state.live ? state.live.report : null;
+  state.cellTypes = state.live ? state.live.cellTypes : state.datasetCellTypes;
+  $("downloads").hidden = true;
+  $("results").innerHTML = "";
+  const best = state.report && state.report.best;
+  if (best) showBest("Best network so far", best);
+  drawPlots();
+  renderRuns();
 }
 
 function showBest(title, best) {
@@ -455,13 +477,10 @@ function reset() {
   state.worker = null;
   state.running = false;
   state.paused = false;
-  state.report = null;
-  state.shownRunId = null;
-  $("downloads").hidden = true;
-  renderRuns();
+  state.live = null;
+  showLive();
   $("progress-bar").value = 0;
   $("progress-text").textContent = "Not started.";
-  $("results").innerHTML = "";
   $("backend-status").textContent = "";
   $("backend-notice").hidden = true;
   hideError("train-error");
@@ -480,8 +499,10 @@ function setupCanvases() {
       canvas.height = Math.round(canvas.clientHeight * ratio);
     }
     drawPlots();
+    drawCompare();
   };
   new ResizeObserver(resize).observe($("plots-section"));
+  new ResizeObserver(drawCompare).observe($("runs-section"));
   resize();
 }
 
@@ -516,7 +537,7 @@ function describePlots(report) {
   $("pearson-canvas").setAttribute("aria-label", `Pearson r per neuron for the best network (step ${best.step}): mean ${best.mean_r.toFixed(3)}, lowest ${Math.min(...best.r).toFixed(3)}, highest ${Math.max(...best.r).toFixed(3)}.`);
   const types = state.cellTypes.length === best.r.length;
   $("neuron-table").innerHTML = `<tr><th>neuron</th>${types ? "<th>true cell type</th>" : ""}<th>Pearson r</th><th>eval loss</th><th>baseline loss</th></tr>` +
-    best.r.map((r, i) => `<tr><td>${i + 1}</td>${types ? `<td>${state.cellTypes[i]}</td>` : ""}<td>${r.toFixed(3)}</td><td>${best.eval_loss_per_neuron[i].toFixed(4)}</td><td>${report.baseline_loss_per_neuron[i].toFixed(4)}</td></tr>`).join("");
+    best.r.map((r, i) => `<tr><td>${i + 1}</td>${types ? `<td>${escapeHtml(state.cellTypes[i])}</td>` : ""}<td>${r.toFixed(3)}</td><td>${best.eval_loss_per_neuron[i].toFixed(4)}</td><td>${report.baseline_loss_per_neuron[i].toFixed(4)}</td></tr>`).join("");
 }
 
 // ---------- wiring ----------
@@ -555,7 +576,8 @@ function wireControls() {
     if (e.target.dataset.compare) toggleCompare(e.target.dataset.compare, e.target.checked);
   });
   $("runs-table").addEventListener("click", (e) => {
-    if (e.target.dataset.show) showRun(e.target.dataset.show);
+    if (e.target.dataset.show === "live") showLive();
+    else if (e.target.dataset.show) showRun(e.target.dataset.show);
   });
   const zone = $("drop-zone");
   zone.addEventListener("dragover", (e) => {
@@ -583,10 +605,20 @@ const RUNS_KEY = "v1-predictor.runs";
 function loadRuns() {
   try {
     const runs = JSON.parse(localStorage.getItem(RUNS_KEY) || "[]");
-    state.runs = Array.isArray(runs) ? runs.filter((r) => r && r.report && r.report.best) : [];
+    state.runs = Array.isArray(runs) ? runs.filter(isStoredRun) : [];
   } catch {
     state.runs = [];
   }
+}
+
+// Stored runs come from older versions of the page too: keep only what renders.
+function isStoredRun(r) {
+  const report = r && r.report;
+  const best = report && report.best;
+  return typeof r.id === "string" && Number.isInteger(r.number) && typeof r.startedUnix === "number" &&
+    typeof r.datasetName === "string" && Array.isArray(report.history) && report.flags && report.flags.model &&
+    typeof report.flags.trainingset_frac === "number" && best && Array.isArray(best.r) &&
+    typeof best.mean_r === "number" && typeof best.fve === "number";
 }
 
 // A page gets a few MB of storage: when full, the oldest runs are left out of it (they stay
@@ -688,12 +720,13 @@ async function loadNetworks(files, errorId) {
         startedUnix: result.info.started_unix,
         datasetName: state.datasetName,
         sources: state.summary.sources,
-        cellTypes: state.cellTypes,
+        cellTypes: state.datasetCellTypes,
         report: result.report,
         elapsedMs: null,
         backend: "evaluated on the CPU",
         stopped: false,
       }, result.networkFiles);
+      if (result.warning) showError(errorId, result.warning);
       document.body.dataset.loadedNetwork = name;
     } catch (error) {
       showError(errorId, String(error.message || error));
@@ -702,16 +735,24 @@ async function loadNetworks(files, errorId) {
   }
 }
 
+// Every flag of the run, compactly, in the order of the settings form.
 function settingsText(f) {
   const m = f.model;
-  const convs = [`${m.conv1}@${m.conv1size}`];
-  for (let i = 1; i < m.numconvlayer; i++) convs.push(`${m.conv2}@${m.conv2size}`);
-  return `${f.optimizer} lr ${f.learning_rate} · ${f.max_steps} steps · batch ${f.batch_size} · conv ${convs.join(", ")} · hidden ${m.hidden1} · keep ${m.dropout} · seed ${f.seed}`;
+  const convs = [`${m.conv1}@${m.conv1size} pool ${m.nk1}/${m.nstride1}`];
+  for (let i = 1; i < m.numconvlayer; i++) convs.push(`${m.conv2}@${m.conv2size} pool ${m.nk2}/${m.nstride2}`);
+  const frac = (x) => Number(x.toPrecision(3));
+  return `${f.optimizer} lr ${f.learning_rate} · ${f.max_steps} steps · batch ${f.batch_size} · ` +
+    `train ${frac(f.trainingset_frac)} / early stop ${frac(f.earlystop_frac)} · eval every ${f.eval_every} · seed ${f.seed} · ` +
+    `conv ${convs.join(", ")} · hidden ${m.hidden1} · keep ${m.dropout}`;
 }
 
 function renderRuns() {
   const table = $("runs-table");
-  if (state.runs.length === 0) {
+  // While a run trains, a row to bring it back on the plots after showing a stored run.
+  const liveRow = state.running
+    ? `<tr class="${state.shownRunId ? "" : "shown"}"><td></td><td>now</td><td colspan="8">training (${escapeHtml(state.live.datasetName.replace(/^upload:/, ""))})…</td><td><button type="button" data-show="live">Show</button></td></tr>`
+    : "";
+  if (state.runs.length === 0 && !liveRow) {
     table.innerHTML = "<tr><td>No runs yet: train a network, or load a saved one.</td></tr>";
     state.compare = [];
     $("compare-figure").hidden = true;
@@ -729,7 +770,7 @@ function renderRuns() {
       `<td>${run.elapsedMs == null ? "—" : formatSeconds(run.elapsedMs / 1000)}</td>` +
       `<td><button type="button" data-show="${run.id}">Show</button></td></tr>`;
   });
-  table.innerHTML = head + rows.join("");
+  table.innerHTML = head + liveRow + rows.join("");
   drawCompare();
 }
 

@@ -78,7 +78,7 @@ impl WebDataset {
 
     /// Loads a saved network (`.bpk`, Burn's record format, written by this page or `v1p`)
     /// and evaluates it on this dataset with its own split, on the CPU. Returns
-    /// `{ report, info, networkFiles }`; throws a plain message when the file is not a saved network or
+    /// `{ report, info, networkFiles, warning? }`; throws a plain message when the file is not a saved network or
     /// the network does not fit this dataset.
     #[wasm_bindgen(js_name = evaluateNetwork)]
     pub async fn evaluate_network(
@@ -106,6 +106,9 @@ impl WebDataset {
         // Its files again (the seed's weights too), so a loaded run downloads like a trained one.
         let files = files_to_js(results::network_files(&network).map_err(error)?);
         js_sys::Reflect::set(&result, &"networkFiles".into(), &files)?;
+        if let Some(warning) = network.source_warning(&self.inner) {
+            js_sys::Reflect::set(&result, &"warning".into(), &warning.into())?;
+        }
         Ok(result)
     }
 

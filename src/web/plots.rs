@@ -550,7 +550,11 @@ fn draw_scatter(
         .zip(&best_b.r)
         .filter(|(x, y)| y > x)
         .count();
+    // Pixel ranges are absolute on the canvas; `area` (the right half) draws relative to
+    // its own corner.
     let (x0, y0) = chart.plotting_area().get_pixel_range();
+    let (ax, ay) = area.get_pixel_range();
+    let (x0, y0) = (x0.start - ax.start, y0.start - ay.start);
     for (i, line) in [
         format!("B better for {better} of {} neurons", best_a.r.len()),
         format!("mean r: A {:.3}, B {:.3}", best_a.mean_r, best_b.mean_r),
@@ -560,7 +564,7 @@ fn draw_scatter(
     {
         area.draw(&Text::new(
             line,
-            (x0.start + o.px(8.0), y0.start + o.px(6.0 + 18.0 * i as f64)),
+            (x0 + o.px(8.0), y0 + o.px(6.0 + 18.0 * i as f64)),
             o.font(13.0),
         ))
         .map_err(plot_error)?;
