@@ -258,3 +258,33 @@ def test_saved_network_reloads_runs_persist_compare_and_clear(driver, base_url):
     assert stored_runs(driver) == []
     open_page(driver, base_url)
     assert "No runs yet" in driver.find_element(By.ID, "runs-table").text
+
+
+def test_a_stored_run_can_be_shown_while_another_trains(driver, base_url):
+    open_page(driver, base_url, max_steps="10", backend="cpu", **SMALL)
+    driver.find_element(By.ID, "train-button").click()
+    assert wait_state(driver, {"finished", "error"}, 300) == "finished"
+    first_r = driver.find_element(By.ID, "mean-r").text
+
+    box = driver.find_element(By.ID, "flag-max_steps")
+    box.clear()
+    box.send_keys("100000")
+    driver.find_element(By.ID, "train-button").click()
+    WebDriverWait(driver, 120).until(lambda d: "so far" in d.find_element(By.ID, "results").text)
+    assert not driver.find_element(By.ID, "downloads").is_displayed()
+
+    # Show run 1: its figures and downloads stay while the live run keeps reporting.
+    driver.find_element(By.CSS_SELECTOR, "#runs-table tr[data-run] button[data-show]").click()
+    assert "Run 1" in driver.find_element(By.ID, "results").text
+    time.sleep(3)
+    assert "Run 1" in driver.find_element(By.ID, "results").text
+    assert driver.find_element(By.ID, "mean-r").text == first_r
+    assert driver.find_element(By.ID, "downloads").is_displayed()
+
+    # And back to the live run.
+    driver.find_element(By.CSS_SELECTOR, "#runs-table button[data-show='live']").click()
+    WebDriverWait(driver, 30).until(lambda d: "so far" in d.find_element(By.ID, "results").text)
+    assert not driver.find_element(By.ID, "downloads").is_displayed()
+    driver.find_element(By.ID, "stop-button").click()
+    assert wait_state(driver, {"stopped"}, 120) == "stopped"
+    WebDriverWait(driver, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs-table tr[data-run]")) == 2)
