@@ -2,12 +2,10 @@
 time from opening the page to ready, ms per training step of the seed's default network
 (batch 50) on WebGPU and on the CPU backend, and the longest main-thread stall while training
 (the largest gap between animation frames). Usage: python3 page_bench.py [DIST_DIR]"""
-import os, pathlib, socket, subprocess, sys, tempfile, time
+import pathlib, subprocess, sys, time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "e2e"))
-from conftest import FLAGS, ROOT, free_port  # noqa: E402
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
+from conftest import ROOT, chromium, free_port  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -15,12 +13,7 @@ dist = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "dist")
 port = free_port()
 server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "static_server.py"), dist, str(port)])
 time.sleep(0.5)
-options = webdriver.ChromeOptions()
-options.binary_location = "/usr/bin/chromium"
-for flag in FLAGS:
-    options.add_argument(flag)
-options.add_argument(f"--user-data-dir={tempfile.mkdtemp()}")
-driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+driver = chromium()
 
 # Two probes: the largest gap between animation frames (needs the GPU process, which
 # SwiftShader keeps busy here), and the largest lateness of a 20 ms timer (the main thread's

@@ -4,22 +4,15 @@
 Usage: python3 tests/bench/plot_bench.py BASELINE_DIST [DIST]
 Each build trains a short run (so that localStorage holds a real report), then draws the
 progress and Pearson plots 10 times from that report, timed with performance.now()."""
-import pathlib, socket, statistics, subprocess, sys, tempfile, time
+import pathlib, statistics, subprocess, sys, time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "e2e"))
-from conftest import FLAGS, ROOT, free_port  # noqa: E402
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
+from conftest import ROOT, chromium, free_port  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 builds = {"baseline": sys.argv[1], "current": sys.argv[2] if len(sys.argv) > 2 else str(ROOT / "dist")}
-options = webdriver.ChromeOptions()
-options.binary_location = "/usr/bin/chromium"
-for flag in FLAGS:
-    options.add_argument(flag)
-options.add_argument(f"--user-data-dir={tempfile.mkdtemp()}")
-driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+driver = chromium()
 driver.set_script_timeout(300)
 
 TIME_DRAWS = """

@@ -41,23 +41,29 @@ def base_url():
     server.terminate()
 
 
-@pytest.fixture
-def driver(tmp_path):
+def chromium(downloads=None):
+    """Headless Chromium with WebGPU on SwiftShader, a fresh profile, and downloads (when a
+    folder is given) saved there without asking."""
     options = webdriver.ChromeOptions()
-    # Downloads land in a fresh folder, without asking (the page's export buttons).
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
-    options.add_experimental_option("prefs", {
-        "download.default_directory": str(downloads),
-        "download.prompt_for_download": False,
-        "profile.default_content_setting_values.automatic_downloads": 1,
-    })
+    if downloads is not None:
+        options.add_experimental_option("prefs", {
+            "download.default_directory": str(downloads),
+            "download.prompt_for_download": False,
+            "profile.default_content_setting_values.automatic_downloads": 1,
+        })
     options.binary_location = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     for flag in FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tempfile.mkdtemp()}")
     service = Service(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
-    browser = webdriver.Chrome(options=options, service=service)
+    return webdriver.Chrome(options=options, service=service)
+
+
+@pytest.fixture
+def driver(tmp_path):
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser = chromium(downloads)
     browser.set_script_timeout(60)
     browser.download_dir = downloads
     yield browser
