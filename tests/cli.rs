@@ -81,3 +81,27 @@ fn train_json_reports_flags_split_history_best_and_timing() {
     assert!(report["baseline_loss"].as_f64().unwrap() > 0.0);
     assert!(json["timing"]["ms_per_step"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn train_refuses_an_out_folder_it_cannot_create_before_training() {
+    // A file where the folder should be: refused at once, exit 2, before any step.
+    let blocker = std::env::temp_dir().join(format!("v1p-not-a-folder-{}", std::process::id()));
+    std::fs::write(&blocker, b"x").unwrap();
+    let out_dir = blocker.join("results");
+    let out = v1p(&[
+        "train",
+        "--data",
+        &demo(),
+        "--max_steps",
+        "100000",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    std::fs::remove_file(&blocker).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot create") && err.contains("results"),
+        "{err}"
+    );
+}

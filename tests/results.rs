@@ -191,6 +191,14 @@ fn exports_are_tagged_with_the_start_time_and_named_as_the_seed() {
     assert_eq!(json["rval"].as_array().unwrap().len(), 40);
     assert_eq!(json["FLAGS"]["model"]["hidden1"], 24);
 
+    // A report (from the page's storage, say) whose per-neuron lists disagree is refused.
+    let mut broken = report.clone();
+    broken.eval_variance.pop();
+    assert!(matches!(
+        results::report_files(&broken, STARTED, &[], &[]),
+        Err(ResultsError::Mismatch(_))
+    ));
+
     // Before the first evaluation there is no best network: only the training record.
     let fresh = Trainer::new(trainer.config().clone(), demo(), &Device::flex()).unwrap();
     let files = results::report_files(&fresh.report(), STARTED, &[], &[]).unwrap();
@@ -204,6 +212,14 @@ fn exports_are_tagged_with_the_start_time_and_named_as_the_seed() {
     let saved = pollster::block_on(SavedNetwork::best_of(&trainer, STARTED))
         .unwrap()
         .unwrap();
+    // Weights whose biases do not fit their layer are refused, not turned into a network.
+    let mut short_bias = saved.clone();
+    short_bias.weights.hidden.bias.pop();
+    assert!(matches!(
+        short_bias.to_burnpack(),
+        Err(ResultsError::Mismatch(_))
+    ));
+
     let names: Vec<String> = results::network_files(&saved)
         .unwrap()
         .into_iter()

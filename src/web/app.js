@@ -499,7 +499,6 @@ function setupCanvases() {
       canvas.height = Math.round(canvas.clientHeight * ratio);
     }
     drawPlots();
-    drawCompare();
   };
   new ResizeObserver(resize).observe($("plots-section"));
   new ResizeObserver(drawCompare).observe($("runs-section"));

@@ -217,7 +217,11 @@ def test_saved_network_reloads_runs_persist_compare_and_clear(driver, base_url):
     driver.find_element(By.ID, "download-network-bpk").click()
     network = wait_download(driver, f"network_{tag}.bpk")
 
-    # Runs survive a reload; the weights (memory only) do not, and the page says so.
+    # Runs survive a reload; the weights (memory only) do not, and the page says so. A
+    # malformed stored entry (an older page, a hand edit) is skipped, not fatal.
+    driver.execute_script("""const runs = JSON.parse(localStorage.getItem('v1-predictor.runs'));
+        runs.push({ id: 'junk', number: 9, report: { best: {} } });
+        localStorage.setItem('v1-predictor.runs', JSON.stringify(runs));""")
     open_page(driver, base_url, backend="cpu")
     assert len(driver.find_elements(By.CSS_SELECTOR, "#runs-table tr[data-run]")) == 1
     driver.find_element(By.CSS_SELECTOR, "#runs-table button[data-show]").click()
