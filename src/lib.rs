@@ -6,12 +6,14 @@
 //! - [`data`]: MAT files → [`data::Dataset`], and the train / eval / early-stop split;
 //! - [`model`]: the seed's `ConvNetDrop` and its flags;
 //! - [`training`]: the loop, metrics (loss, Pearson r, FVE) and the best network;
+//! - [`explain`]: looking inside a trained network (inversion, receptive fields, STAs);
 //! - [`backend`]: the only module that knows concrete backends (WebGPU, CPU);
 //! - `web` (wasm only): the browser boundary; `src/native` holds the `v1p` command.
 
 pub mod backend;
 pub mod config;
 pub mod data;
+pub mod explain;
 pub mod model;
 pub mod results;
 pub mod training;

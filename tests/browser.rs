@@ -124,3 +124,70 @@ async fn webgpu_and_cpu_agree_on_a_forward_pass() {
         "largest difference {worst} (scale {scale})"
     );
 }
+
+/// The demo data, built into the test (it ships with the project).
+fn demo() -> Dataset {
+    read_mat(
+        "simulated-v1.mat",
+        include_bytes!("../data/simulated-v1.mat"),
+    )
+    .expect("the demo data loads")
+}
+
+#[wasm_bindgen_test]
+async fn the_inside_views_agree_on_webgpu_and_cpu() {
+    use v1_predictor::explain::{Direction, Explainer, InversionConfig, Target};
+    use v1_predictor::results::SavedNetwork;
+
+    let gpu = backend::init(BackendKind::Wgpu)
+        .await
+        .expect("WebGPU starts");
+    let cpu = backend::init(BackendKind::Cpu).await.unwrap();
+    let config = TrainingConfig::new()
+        .with_optimizer(OptimizerKind::Adam)
+        .with_learning_rate(1e-3)
+        .with_batch_size(30)
+        .with_max_steps(20)
+        .with_eval_every(10)
+        .with_model(tiny_model());
+    let mut trainer = Trainer::new(config, demo(), &cpu.device).unwrap();
+    trainer.run(|_| true).await.unwrap();
+    let network = SavedNetwork::best_of(&trainer, 1).await.unwrap().unwrap();
+
+    let targets = vec![
+        Target {
+            neuron: 0,
+            direction: Direction::Excite,
+        },
+        Target {
+            neuron: 7,
+            direction: Direction::Suppress,
+        },
+    ];
+    let mut overviews = Vec::new();
+    let mut inverted = Vec::new();
+    for compute in [&gpu, &cpu] {
+        let explainer = Explainer::new(&network, &demo(), &compute.device).unwrap();
+        overviews.push(explainer.overview().await.unwrap());
+        let config = InversionConfig::new().with_steps(4).with_starts(2);
+        inverted.push(explainer.invert_all(targets.clone(), config).await.unwrap());
+    }
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+        let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        web_sys::console::log_1(
+            &format!("{what}: largest difference {worst} (scale {scale})").into(),
+        );
+        assert!(worst <= 2e-3 * scale, "{what}: {worst} vs scale {scale}");
+    };
+    close(
+        &overviews[0].predicted,
+        &overviews[1].predicted,
+        "predictions",
+    );
+    close(&overviews[0].rf, &overviews[1].rf, "RF estimates");
+    for (g, c) in inverted[0].iter().zip(&inverted[1]) {
+        assert_eq!((g.neuron, g.direction), (c.neuron, c.direction));
+        close(&g.image, &c.image, "inverted image");
+    }
+}

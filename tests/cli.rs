@@ -105,3 +105,116 @@ fn train_refuses_an_out_folder_it_cannot_create_before_training() {
         "{err}"
     );
 }
+
+#[test]
+fn explain_writes_the_views_of_a_saved_network_and_refuses_bad_input() {
+    let dir = std::env::temp_dir().join(format!("v1p-explain-{}", std::process::id()));
+    let dir_text = dir.to_str().unwrap();
+    let trained = v1p(&[
+        "train",
+        "--data",
+        &demo(),
+        "--preset",
+        "fast",
+        "--max_steps",
+        "20",
+        "--eval_every",
+        "10",
+        "--conv1",
+        "4",
+        "--conv2",
+        "8",
+        "--hidden1",
+        "16",
+        "--out",
+        dir_text,
+    ]);
+    assert!(
+        trained.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trained.stderr)
+    );
+    let network = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "bpk"))
+        .expect("a .bpk was written");
+    let network = network.to_str().unwrap();
+
+    let out = v1p(&[
+        "explain",
+        "--network",
+        network,
+        "--data",
+        &demo(),
+        "--out",
+        dir_text,
+        "--steps",
+        "4",
+        "--starts",
+        "2",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The ground truth beside the demo data is found and compared, per cell type.
+    assert_eq!(
+        json["summary"]["truth_by_type"].as_array().unwrap().len(),
+        4
+    );
+    assert_eq!(json["summary"]["neurons"].as_array().unwrap().len(), 40);
+    for name in json["files"].as_array().unwrap() {
+        let path = dir.join(name.as_str().unwrap());
+        assert!(
+            std::fs::metadata(&path).unwrap().len() > 100,
+            "{}",
+            path.display()
+        );
+    }
+
+    // Bad input: not a network, another session's data, absurd settings — exit 2, in words.
+    let not_a_network = v1p(&[
+        "explain",
+        "--network",
+        &demo(),
+        "--data",
+        &demo(),
+        "--out",
+        dir_text,
+    ]);
+    assert_eq!(not_a_network.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&not_a_network.stderr).contains("not a Burn record"));
+    if let Some(session) = common::kohn_session(common::SESSION_07) {
+        let other = dir.join(common::SESSION_07);
+        std::fs::write(&other, session).unwrap();
+        let out = v1p(&[
+            "explain",
+            "--network",
+            network,
+            "--data",
+            other.to_str().unwrap(),
+            "--out",
+            dir_text,
+        ]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("load the data it was trained on"));
+    }
+    let absurd = v1p(&[
+        "explain",
+        "--network",
+        network,
+        "--data",
+        &demo(),
+        "--out",
+        dir_text,
+        "--starts",
+        "0",
+    ]);
+    assert_eq!(absurd.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&absurd.stderr).contains("starts"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

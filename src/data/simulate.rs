@@ -226,6 +226,63 @@ fn gabor(n: &SimulatedNeuron, x: f64, y: f64, phase: f64, orientation: f64) -> f
     envelope * (2.0 * PI * n.frequency * along + phase).cos()
 }
 
+fn difference_of_gaussians(n: &SimulatedNeuron, x: f64, y: f64) -> f64 {
+    let d2 = (x - n.centre[0]).powi(2) + (y - n.centre[1]).powi(2);
+    let (sc, ss) = (n.sigma, n.sigma * 2.5);
+    (-d2 / (2.0 * sc * sc)).exp() / (sc * sc) - (-d2 / (2.0 * ss * ss)).exp() / (ss * ss)
+}
+
+/// Where the texture cell's small energy detectors sit, relative to its centre.
+const TEXTURE_OFFSETS: [(f64, f64); 5] = [
+    (-3.0, -3.0),
+    (3.0, -3.0),
+    (-3.0, 3.0),
+    (3.0, 3.0),
+    (0.0, 0.0),
+];
+
+fn texture_detector(n: &SimulatedNeuron, offset: (f64, f64)) -> SimulatedNeuron {
+    SimulatedNeuron {
+        centre: [n.centre[0] + offset.0, n.centre[1] + offset.1],
+        sigma: 1.5,
+        frequency: 0.2,
+        ..n.clone()
+    }
+}
+
+impl SimulatedNeuron {
+    /// The image patterns this neuron's drive is built from, as `size`×`size` row-major
+    /// images: the signed filter of a simple (its Gabor) or centre-surround cell (its
+    /// difference of Gaussians times its polarity); the quadrature pair of a complex cell;
+    /// the preferred-orientation pairs of a texture cell's detectors. A recovered pattern is
+    /// compared with their span (see `explain::similarity_to_truth`).
+    pub fn true_filters(&self, size: usize) -> Vec<Vec<f64>> {
+        let render = |f: &dyn Fn(f64, f64) -> f64| -> Vec<f64> {
+            (0..size * size)
+                .map(|i| f((i % size) as f64, (i / size) as f64))
+                .collect()
+        };
+        let quadrature = |n: &SimulatedNeuron| {
+            [0.0, PI / 2.0].map(|phase| render(&|x, y| gabor(n, x, y, phase, n.orientation)))
+        };
+        match self.cell_type {
+            CellType::Simple => vec![render(&|x, y| {
+                gabor(self, x, y, self.phase, self.orientation)
+            })],
+            CellType::CentreSurround => {
+                vec![render(&|x, y| {
+                    self.polarity * difference_of_gaussians(self, x, y)
+                })]
+            }
+            CellType::Complex => quadrature(self).to_vec(),
+            CellType::NormalisedTexture => TEXTURE_OFFSETS
+                .iter()
+                .flat_map(|&offset| quadrature(&texture_detector(self, offset)))
+                .collect(),
+        }
+    }
+}
+
 /// The neuron's drive for one image (pixels centred on the mean grey).
 fn response(n: &SimulatedNeuron, image: &[f64], size: usize) -> f64 {
     let dot = |filter: &dyn Fn(f64, f64) -> f64| -> f64 {
@@ -245,34 +302,14 @@ fn response(n: &SimulatedNeuron, image: &[f64], size: usize) -> f64 {
             (even * even + odd * odd).sqrt()
         }
         CellType::CentreSurround => {
-            let dog = |x: f64, y: f64| {
-                let d2 = (x - n.centre[0]).powi(2) + (y - n.centre[1]).powi(2);
-                let (sc, ss) = (n.sigma, n.sigma * 2.5);
-                (-d2 / (2.0 * sc * sc)).exp() / (sc * sc)
-                    - (-d2 / (2.0 * ss * ss)).exp() / (ss * ss)
-            };
-            (n.polarity * dot(&dog)).max(0.0)
+            (n.polarity * dot(&|x, y| difference_of_gaussians(n, x, y))).max(0.0)
         }
         CellType::NormalisedTexture => {
             // Small oriented energy detectors tiled over a large region...
             let mut preferred = 0.0;
             let mut all_orientations = 0.0;
-            let small = SimulatedNeuron {
-                sigma: 1.5,
-                frequency: 0.2,
-                ..n.clone()
-            };
-            for (ox, oy) in [
-                (-3.0, -3.0),
-                (3.0, -3.0),
-                (-3.0, 3.0),
-                (3.0, 3.0),
-                (0.0, 0.0),
-            ] {
-                let local = SimulatedNeuron {
-                    centre: [n.centre[0] + ox, n.centre[1] + oy],
-                    ..small.clone()
-                };
+            for offset in TEXTURE_OFFSETS {
+                let local = texture_detector(n, offset);
                 for k in 0..4 {
                     let theta = n.orientation + k as f64 * PI / 4.0;
                     let even = dot(&|x, y| gabor(&local, x, y, 0.0, theta));

@@ -252,7 +252,13 @@ pub struct ConvNetDrop {
 impl ConvNetDrop {
     /// Prediction without dropout (evaluation, inference).
     pub fn forward(&self, images: Tensor<3>) -> Tensor<2> {
-        relu(self.output.forward(self.hidden_units(images)))
+        relu(self.drive(images))
+    }
+
+    /// The output layer before its ReLU: each neuron's linear drive. Looking inside the
+    /// network differentiates this, since a silent neuron's rate has no gradient.
+    pub fn drive(&self, images: Tensor<3>) -> Tensor<2> {
+        self.output.forward(self.hidden_units(images))
     }
 
     /// Training forward pass: the hidden units are multiplied by `mask` [batch, hidden]

@@ -7,6 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use v1_predictor::backend::{self, BackendKind};
 use v1_predictor::data::{self, Dataset};
+use v1_predictor::explain::{self, Direction, Explainer, InversionConfig, Target};
 use v1_predictor::results::{self, SavedNetwork};
 use v1_predictor::training::{OptimizerKind, PRESETS, Trainer, TrainingConfig};
 
@@ -26,6 +27,10 @@ enum Command {
     Train(Box<TrainArgs>),
     /// Write a simulated V1 session (.mat) and its ground truth (…-truth.json).
     Simulate(SimulateArgs),
+    /// Look inside a saved network: preferred and most suppressive image of every neuron
+    /// (network inversion), receptive-field estimates, spike-triggered averages; writes the
+    /// arrays (.npz) and montages (.png).
+    Explain(ExplainArgs),
     /// Print a summary of one or more .mat files, or what is wrong with them.
     Inspect {
         #[arg(required = true)]
@@ -51,6 +56,34 @@ struct SimulateArgs {
     /// Poisson trials averaged per image (more trials, less noise).
     #[arg(long, default_value_t = 20)]
     trials: usize,
+}
+
+#[derive(Args)]
+struct ExplainArgs {
+    /// A saved network (`network_T.bpk`, from the page or `v1p train --out`).
+    #[arg(long)]
+    network: PathBuf,
+    /// The .mat file(s) it was trained on.
+    #[arg(long = "data", required = true)]
+    data: Vec<PathBuf>,
+    /// Where to write explain_T.npz, explain_neurons_T.png and conv1_filters_T.png.
+    #[arg(long)]
+    out: PathBuf,
+    /// Ground truth of a simulated session (default: the `…-truth.json` beside the first
+    /// data file, if there is one): recovered filters are compared with the true ones.
+    #[arg(long)]
+    truth: Option<PathBuf>,
+    /// Random starts per neuron and direction.
+    #[arg(long, default_value_t = InversionConfig::new().starts)]
+    starts: usize,
+    /// Gradient steps of each inversion.
+    #[arg(long, default_value_t = InversionConfig::new().steps)]
+    steps: usize,
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendKind,
+    /// Print one JSON object (per-neuron figures, per-cell-type recovery, timing) on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -184,7 +217,128 @@ pub fn main() -> ExitCode {
         Command::Inspect { files } => inspect(&files),
         Command::Train(args) => train(&args),
         Command::Simulate(args) => simulate(&args),
+        Command::Explain(args) => match explain(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err((code, message)) => {
+                eprintln!("error: {message}");
+                ExitCode::from(code)
+            }
+        },
     }
+}
+
+/// Exit code 2 for bad input (files, flags), 1 when the work itself fails.
+type Failure = (u8, String);
+
+fn explain(args: &ExplainArgs) -> Result<(), Failure> {
+    use v1_predictor::data::simulate::{GroundTruth, truth_path};
+    let bad = |message: String| (2u8, message);
+    let dataset = load(&args.data).map_err(bad)?;
+    let bytes = std::fs::read(&args.network).map_err(|e| {
+        bad(format!(
+            "{}: cannot read the file ({e})",
+            args.network.display()
+        ))
+    })?;
+    let name = args.network.display().to_string();
+    let network = pollster::block_on(SavedNetwork::from_burnpack(&name, &bytes))
+        .map_err(|e| bad(e.to_string()))?;
+    let config = InversionConfig::new()
+        .with_starts(args.starts)
+        .with_steps(args.steps);
+    config.validate().map_err(|e| bad(e.to_string()))?;
+    let truth_file = args
+        .truth
+        .clone()
+        .or_else(|| Some(truth_path(&args.data[0])).filter(|p| p.exists()));
+    let truth: Option<GroundTruth> = match &truth_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
+                .map_err(|e| bad(format!("{}: not a ground-truth file ({e})", path.display())))?,
+        ),
+        None => None,
+    };
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| bad(format!("cannot create {}: {e}", args.out.display())))?;
+    let compute = pollster::block_on(backend::init(args.backend)).map_err(bad)?;
+    let mut explainer =
+        Explainer::new(&network, &dataset, &compute.device).map_err(|e| bad(e.to_string()))?;
+    if let Some(truth) = &truth {
+        explainer = explainer
+            .with_truth(truth)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+
+    let failed = |e: v1_predictor::results::ResultsError| (1u8, e.to_string());
+    let started = Instant::now();
+    let overview = pollster::block_on(explainer.overview()).map_err(failed)?;
+    let overview_seconds = started.elapsed().as_secs_f64();
+    let targets: Vec<Target> = [Direction::Excite, Direction::Suppress]
+        .into_iter()
+        .flat_map(|direction| {
+            (0..dataset.n_neurons).map(move |neuron| Target { neuron, direction })
+        })
+        .collect();
+    let bar = ProgressBar::new(config.steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} inversion steps  eta {eta}  {msg}")
+            .expect("valid template"),
+    );
+    let mut job = explainer.invert(targets, config).map_err(failed)?;
+    while !job.is_finished() {
+        let objective = pollster::block_on(explainer.advance(&mut job, 5)).map_err(failed)?;
+        bar.set_position(job.steps_done() as u64);
+        bar.set_message(format!("mean drive {objective:.3}"));
+    }
+    let inverted = pollster::block_on(explainer.finish(job)).map_err(failed)?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+
+    let files =
+        explain::explain_files(&overview, &inverted, network.info.started_unix).map_err(failed)?;
+    for file in &files {
+        let path = args.out.join(&file.name);
+        std::fs::write(&path, &file.bytes)
+            .map_err(|e| (1, format!("cannot write {}: {e}", path.display())))?;
+    }
+    let summary = explain::summarise(&overview, &inverted);
+    if args.json {
+        let out = json!({
+            "backend": compute.description,
+            "network": name,
+            "budget": overview.budget,
+            "summary": summary,
+            "timing": { "overview_seconds": overview_seconds, "total_seconds": seconds },
+            "files": files.iter().map(|f| &f.name).collect::<Vec<_>>(),
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "{} neurons inverted in {seconds:.1} s on {}; wrote {} to {}",
+            dataset.n_neurons,
+            compute.description,
+            files
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            args.out.display()
+        );
+        println!(
+            "preferred images beat every data image's predicted rate for {} of {} neurons; \
+             median consistency of starts {:.2}",
+            summary.preferred_beats_data, dataset.n_neurons, summary.median_consistency
+        );
+        for t in &summary.truth_by_type {
+            println!(
+                "{:<20} n={:<3} median similarity to the true filter: preferred {:.2}, RF {:.2}, STA {:.2}",
+                t.cell_type, t.neurons, t.preferred, t.rf, t.sta
+            );
+        }
+    }
+    Ok(())
 }
 
 fn simulate(args: &SimulateArgs) -> ExitCode {

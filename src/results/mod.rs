@@ -58,7 +58,7 @@ pub struct ExportFile {
 }
 
 impl ExportFile {
-    fn new(name: String, mime: &'static str, bytes: Vec<u8>) -> Self {
+    pub(crate) fn new(name: String, mime: &'static str, bytes: Vec<u8>) -> Self {
         Self { name, mime, bytes }
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, check_range};
 use crate::model::ModelConfig;
-pub use trainer::{Progress, TrainError, Trainer, evaluate_network, predict};
+pub use trainer::{Progress, TrainError, Trainer, evaluate_network, images_and_rates, predict};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

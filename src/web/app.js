@@ -1,5 +1,7 @@
-// The page: data, settings, training controls and plots. Training itself runs in worker.js;
-// this thread only parses files (for the summary and errors) and draws.
+// The page: data, settings, training controls and plots. Training itself runs in worker.js,
+// the inside views in inspector.js (driven by inside.js); this thread only parses files (for
+// the summary and errors) and draws.
+import { createInside } from "./inside.js";
 
 // The seed's flags, grouped and worded as its `--help`; `path` is where they sit in the
 // engine's TrainingConfig.
@@ -35,6 +37,9 @@ const state = {
   datasetName: "",
   cellTypes: [], // of the report on show
   datasetCellTypes: [], // of the loaded dataset (the demo data's true cell types)
+  datasetTruth: null, // the demo data's ground-truth file (text), for the inside views
+  inside: null, // section 5's controller (inside.js)
+  barLayout: null, // where the Pearson plot's bars are, for clicks
   live: null, // the run in the worker: what it trains on (fixed when it starts), its report
   summary: null,
   report: null,
@@ -66,6 +71,7 @@ async function main() {
   state.engine = await whenEngineReady();
   applyConfig(state.engine.presetConfig("seed"));
   applyUrl();
+  state.inside = createInside({ engine: state.engine, $, context: insideContext, save: saveBlob });
   wireControls();
   await listBundledDatasets();
   setupCanvases();
@@ -198,21 +204,24 @@ async function loadBundled(name) {
   const files = [[name, await response.arrayBuffer()]];
   let about = "";
   let cellTypes = [];
+  let truthText = null;
   try {
     const truth = await fetch(`data/${name.replace(/\.mat$/, "")}-truth.json`);
     if (truth.ok) {
-      const json = await truth.json();
+      truthText = await truth.text();
+      const json = JSON.parse(truthText);
       about = json.description;
       cellTypes = json.neurons.map((n) => n.cell_type);
     }
   } catch {
     // A bundled file without ground truth is fine.
+    truthText = null;
   }
-  if (useDataset(files, name, cellTypes)) $("dataset-about").textContent = about;
+  if (useDataset(files, name, cellTypes, truthText)) $("dataset-about").textContent = about;
 }
 
 // Parses on this thread for the summary; on error keeps the previous dataset.
-function useDataset(files, name, cellTypes = []) {
+function useDataset(files, name, cellTypes = [], truthText = null) {
   let dataset;
   try {
     dataset = new state.engine.WebDataset(files.map(([n, buffer]) => [n, new Uint8Array(buffer)]));
@@ -227,10 +236,12 @@ function useDataset(files, name, cellTypes = []) {
   state.files = files;
   state.datasetName = name;
   state.datasetCellTypes = cellTypes;
+  state.datasetTruth = truthText;
   if (!state.running && !state.shownRunId) state.cellTypes = cellTypes;
   state.summary = dataset.summary();
   showSummary(state.summary, dataset);
   syncUrl();
+  state.inside.runChanged();
   return true;
 }
 
@@ -424,6 +435,7 @@ function showLive() {
   if (best) showBest("Best network so far", best);
   drawPlots();
   renderRuns();
+  state.inside.runChanged();
 }
 
 function showBest(title, best) {
@@ -511,10 +523,11 @@ function drawPlots() {
   for (const canvas of [$("progress-canvas"), $("pearson-canvas")]) {
     canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
   }
+  state.barLayout = null;
   if (!report) return;
   try {
     state.engine.drawProgress($("progress-canvas"), report, { scale: ratio });
-    state.engine.drawPearson($("pearson-canvas"), report, {
+    state.barLayout = state.engine.drawPearson($("pearson-canvas"), report, {
       scale: ratio,
       sortByR: $("sort-select").value === "r",
       cellTypes: state.cellTypes.length === (report.best ? report.best.r.length : -1) ? state.cellTypes : [],
@@ -536,7 +549,7 @@ function describePlots(report) {
   $("pearson-canvas").setAttribute("aria-label", `Pearson r per neuron for the best network (step ${best.step}): mean ${best.mean_r.toFixed(3)}, lowest ${Math.min(...best.r).toFixed(3)}, highest ${Math.max(...best.r).toFixed(3)}.`);
   const types = state.cellTypes.length === best.r.length;
   $("neuron-table").innerHTML = `<tr><th>neuron</th>${types ? "<th>true cell type</th>" : ""}<th>Pearson r</th><th>eval loss</th><th>baseline loss</th></tr>` +
-    best.r.map((r, i) => `<tr><td>${i + 1}</td>${types ? `<td>${escapeHtml(state.cellTypes[i])}</td>` : ""}<td>${r.toFixed(3)}</td><td>${best.eval_loss_per_neuron[i].toFixed(4)}</td><td>${report.baseline_loss_per_neuron[i].toFixed(4)}</td></tr>`).join("");
+    best.r.map((r, i) => `<tr><td><button type="button" class="link" data-neuron="${i}" aria-label="look inside neuron ${i + 1}">${i + 1}</button></td>${types ? `<td>${escapeHtml(state.cellTypes[i])}</td>` : ""}<td>${r.toFixed(3)}</td><td>${best.eval_loss_per_neuron[i].toFixed(4)}</td><td>${report.baseline_loss_per_neuron[i].toFixed(4)}</td></tr>`).join("");
 }
 
 // ---------- wiring ----------
@@ -559,6 +572,10 @@ function wireControls() {
   });
   $("backend-select").addEventListener("change", syncUrl);
   $("sort-select").addEventListener("change", drawPlots);
+  $("pearson-canvas").addEventListener("click", pearsonClick);
+  $("neuron-table").addEventListener("click", (e) => {
+    if (e.target.dataset.neuron) openNeuron(Number(e.target.dataset.neuron));
+  });
   $("dataset-select").addEventListener("change", (e) => loadBundled(e.target.value));
   // Emptied after reading, so that choosing the same file again is a change too.
   const readAndClear = (errorId) => async (e) => {
@@ -668,6 +685,50 @@ function showRun(id) {
   $("download-tag").textContent = `${run.startedUnix}, ${new Date(run.startedUnix * 1000).toLocaleString()}`;
   $("downloads").hidden = false;
   renderRuns();
+  state.inside.runChanged();
+}
+
+// What section 5 needs to open the shown run's network, or why it cannot.
+function insideContext() {
+  const run = findRun(state.shownRunId);
+  if (!run) return { ok: false, why: "Train a network, or show a run from section 6, to look inside it." };
+  const bpk = (state.networkFiles.get(run.id) || []).find((f) => f.name.endsWith(".bpk"));
+  if (!bpk) {
+    return { ok: false, why: `Run ${run.number}'s weights are gone (they are kept only until the page closes): load its .bpk file to look inside.` };
+  }
+  if (!state.dataset) return { ok: false, why: "Load the data the network was trained on first." };
+  if (run.datasetName !== state.datasetName) {
+    return { ok: false, why: `Run ${run.number} was trained on ${run.datasetName.replace(/^upload:/, "")}: load that data to look inside it.` };
+  }
+  return {
+    ok: true,
+    runId: run.id,
+    runNumber: run.number,
+    datasetName: state.datasetName,
+    nNeurons: run.report.best.r.length,
+    startedUnix: run.startedUnix,
+    files: state.files,
+    network: bpk,
+    truth: state.datasetTruth,
+    backend: $("backend-select").value,
+    image: (i) => state.dataset.image(i),
+  };
+}
+
+// A click on the Pearson plot: the neuron whose bar is under it, opened in section 5.
+function pearsonClick(event) {
+  const layout = state.barLayout;
+  if (!layout) return;
+  const ratio = window.devicePixelRatio || 1;
+  const x = event.offsetX * ratio;
+  const slot = Math.floor(((x - layout.x0) / (layout.x1 - layout.x0)) * layout.order.length);
+  if (slot < 0 || slot >= layout.order.length) return;
+  openNeuron(layout.order[slot]);
+}
+
+function openNeuron(neuron) {
+  state.inside.focus(neuron);
+  $("inside-section").scrollIntoView({ behavior: "smooth", block: "start" });
 }
 
 function download(button) {
@@ -820,6 +881,7 @@ function clearRuns() {
   $("downloads").hidden = true;
   hideError("runs-error");
   renderRuns();
+  state.inside.runChanged();
 }
 
 function showError(id, message) {

@@ -2,7 +2,10 @@
 //! Values cross as plain JS objects through `serde-wasm-bindgen`; errors as strings.
 
 mod canvas;
+mod explain;
 mod plots;
+
+pub use explain::{WebExplainer, WebInversion};
 
 use std::cell::RefCell;
 use std::rc::Rc;

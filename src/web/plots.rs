@@ -268,12 +268,15 @@ pub fn draw_progress(
 }
 
 /// Pearson r of every neuron for the best network, as bars, with the mean as a line.
+///
+/// Returns where the bars lie (`{x0, x1, order}`: canvas pixels of the first bar's left and
+/// the last bar's right edge, and the neuron of each slot), so a click can pick a neuron.
 #[wasm_bindgen(js_name = drawPearson)]
 pub fn draw_pearson(
     canvas: HtmlCanvasElement,
     report_value: JsValue,
     options_value: JsValue,
-) -> Result<(), JsValue> {
+) -> Result<JsValue, JsValue> {
     let (report, o, area) = prepare(canvas, report_value, options_value)?;
     let Some(best) = &report.best else {
         area.draw(&Text::new(
@@ -283,7 +286,7 @@ pub fn draw_pearson(
         ))
         .map_err(plot_error)?;
         area.present().map_err(plot_error)?;
-        return Ok(());
+        return Ok(JsValue::NULL);
     };
     let mut order: Vec<usize> = (0..best.r.len()).collect();
     if o.sort_by_r {
@@ -371,7 +374,16 @@ pub fn draw_pearson(
     }
     draw_legend(&mut chart, &o)?;
     area.present().map_err(plot_error)?;
-    Ok(())
+    #[derive(serde::Serialize)]
+    struct BarLayout {
+        x0: i32,
+        x1: i32,
+        order: Vec<usize>,
+    }
+    let (x0, _) = chart.backend_coord(&(0.0, 0.0));
+    let (x1, _) = chart.backend_coord(&(n as f64, 0.0));
+    serde_wasm_bindgen::to_value(&BarLayout { x0, x1, order })
+        .map_err(|e| JsValue::from_str(&e.to_string()))
 }
 
 /// One run to compare: its name on the page and its report.
@@ -583,4 +595,166 @@ fn note(
         o.font(15.0),
     ))
     .map_err(plot_error)
+}
+
+/// One neuron's predicted against measured rate on the evaluation images.
+#[derive(Deserialize)]
+struct NeuronScatter {
+    neuron: usize,
+    measured: Vec<f64>,
+    predicted: Vec<f64>,
+    r: f64,
+}
+
+/// Predicted vs measured rate of one neuron on the evaluation images, with the identity line.
+#[wasm_bindgen(js_name = drawNeuronScatter)]
+pub fn draw_neuron_scatter(
+    canvas: HtmlCanvasElement,
+    data: JsValue,
+    options_value: JsValue,
+) -> Result<(), JsValue> {
+    let d: NeuronScatter =
+        serde_wasm_bindgen::from_value(data).map_err(|e| JsValue::from_str(&e.to_string()))?;
+    let o = options(options_value)?;
+    let area = root(canvas)?;
+    let top = d
+        .measured
+        .iter()
+        .chain(&d.predicted)
+        .copied()
+        .fold(0.1f64, f64::max)
+        * 1.05;
+    let mut chart = ChartBuilder::on(&area)
+        .caption(
+            format!(
+                "Neuron {}: predicted vs measured, r = {:.3}",
+                d.neuron + 1,
+                d.r
+            ),
+            o.font(16.0),
+        )
+        .margin(o.px(10.0))
+        .x_label_area_size(o.px(40.0))
+        .y_label_area_size(o.px(50.0))
+        .build_cartesian_2d(0.0..top, 0.0..top)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("measured rate (spikes / 50 ms)")
+        .y_desc("predicted rate")
+        .label_style(o.font(12.0))
+        .axis_desc_style(o.font(13.0))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(plot_error)?;
+    chart
+        .draw_series(LineSeries::new(
+            vec![(0.0, 0.0), (top, top)],
+            GREY.stroke_width(1),
+        ))
+        .map_err(plot_error)?;
+    let dot = o.px(3.5).max(2);
+    chart
+        .draw_series(
+            d.measured
+                .iter()
+                .zip(&d.predicted)
+                .map(|(&x, &y)| Circle::new((x, y), dot, BLUE.mix(0.7).filled())),
+        )
+        .map_err(plot_error)?;
+    area.present().map_err(plot_error)?;
+    Ok(())
+}
+
+/// Every neuron's measured and predicted rate for one image.
+#[derive(Deserialize)]
+struct StimulusRates {
+    image: usize,
+    measured: Vec<f64>,
+    predicted: Vec<f64>,
+}
+
+/// Paired bars per neuron: measured (dark) and predicted (light) rate for one image.
+#[wasm_bindgen(js_name = drawStimulusRates)]
+pub fn draw_stimulus_rates(
+    canvas: HtmlCanvasElement,
+    data: JsValue,
+    options_value: JsValue,
+) -> Result<(), JsValue> {
+    let d: StimulusRates =
+        serde_wasm_bindgen::from_value(data).map_err(|e| JsValue::from_str(&e.to_string()))?;
+    let o = options(options_value)?;
+    let area = root(canvas)?;
+    let n = d.measured.len();
+    let top = d
+        .measured
+        .iter()
+        .chain(&d.predicted)
+        .copied()
+        .fold(0.1f64, f64::max)
+        * 1.1;
+    let mut chart = ChartBuilder::on(&area)
+        .caption(
+            format!("Image {}: every neuron's rate", d.image + 1),
+            o.font(16.0),
+        )
+        .margin(o.px(10.0))
+        .x_label_area_size(o.px(40.0))
+        .y_label_area_size(o.px(50.0))
+        .build_cartesian_2d(0.0..n as f64, 0.0..top)
+        .map_err(plot_error)?;
+    let label_every = (n / 20).max(1);
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_desc("neuron")
+        .y_desc("rate (spikes / 50 ms)")
+        .x_labels(n.min(40))
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if i < n && i.is_multiple_of(label_every) {
+                (i + 1).to_string()
+            } else {
+                String::new()
+            }
+        })
+        .label_style(o.font(12.0))
+        .axis_desc_style(o.font(13.0))
+        .draw()
+        .map_err(plot_error)?;
+    for (values, colour, offset, label) in [
+        (&d.measured, BLUE, 0.1, "measured"),
+        (&d.predicted, ORANGE, 0.5, "predicted"),
+    ] {
+        let size = o.px(6.0);
+        chart
+            .draw_series(values.iter().enumerate().map(|(i, &v)| {
+                Rectangle::new(
+                    [(i as f64 + offset, 0.0), (i as f64 + offset + 0.4, v)],
+                    colour.filled(),
+                )
+            }))
+            .map_err(plot_error)?
+            .label(label)
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - size), (x + 2 * size, y + size)], colour.filled())
+            });
+    }
+    draw_legend(&mut chart, &o)?;
+    area.present().map_err(plot_error)?;
+    Ok(())
+}
+
+/// Signed values as RGBA pixels on the page's diverging scale (blue − / white 0 / red +),
+/// scaled by `scale` (the largest magnitude shown, so that tiles can share one scale).
+#[wasm_bindgen(js_name = divergingPixels)]
+pub fn diverging_pixels(values: &[f32], scale: f32) -> Vec<u8> {
+    let scale = if scale > 0.0 { scale } else { 1.0 };
+    values
+        .iter()
+        .flat_map(|&v| {
+            let [r, g, b] = crate::explain::diverging(v / scale);
+            [r, g, b, 255]
+        })
+        .collect()
 }

@@ -1,6 +1,7 @@
 // The training worker: loads the same wasm engine as the page and trains in slices of steps,
 // so that the page never freezes and pause / resume / stop arrive between slices.
 import init, { WebDataset, WebTrainer, initBackend } from "./v1-predictor.js";
+import { chooseBackend } from "./compute.js";
 
 const ready = init({ module_or_path: new URL("./v1-predictor_bg.wasm", import.meta.url) });
 
@@ -27,45 +28,9 @@ function post(message, transfer = []) {
   self.postMessage(message, transfer);
 }
 
-// Which GPU the browser gives us, in words, or why there is none.
-async function webgpuAdapter() {
-  if (!("gpu" in navigator)) return { ok: false, reason: "this browser has no WebGPU" };
-  try {
-    const adapter = await navigator.gpu.requestAdapter();
-    if (!adapter) return { ok: false, reason: "the browser offers no WebGPU adapter (GPU blocked or absent)" };
-    const info = adapter.info || {};
-    const parts = [info.vendor, info.architecture, info.description].filter((p) => p);
-    const fallback = info.isFallbackAdapter || adapter.isFallbackAdapter;
-    return { ok: true, name: (parts.join(" ") || "unnamed adapter") + (fallback ? " (software fallback, slow)" : "") };
-  } catch (error) {
-    return { ok: false, reason: `WebGPU failed: ${error.message || error}` };
-  }
-}
-
-async function chooseBackend(preference) {
-  if (preference === "cpu") {
-    return { kind: "cpu", description: await initBackend("cpu"), notice: null };
-  }
-  const adapter = await webgpuAdapter();
-  if (adapter.ok) {
-    try {
-      await initBackend("wgpu");
-      return { kind: "wgpu", description: `GPU via WebGPU: ${adapter.name}`, notice: null };
-    } catch (error) {
-      adapter.reason = String(error);
-    }
-  }
-  if (preference === "wgpu") throw new Error(`WebGPU was requested but is not available: ${adapter.reason}`);
-  return {
-    kind: "cpu",
-    description: await initBackend("cpu"),
-    notice: `WebGPU is not available (${adapter.reason}), so training runs on the CPU — slower, but the same network.`,
-  };
-}
-
 async function train(msg, ctl) {
   const dataset = new WebDataset(msg.files);
-  const backend = await chooseBackend(msg.backend);
+  const backend = await chooseBackend(msg.backend, initBackend);
   post({ type: "backend", ...backend });
   const trainer = await WebTrainer.create(dataset, msg.config, backend.kind);
   post({ type: "started", report: trainer.report() });

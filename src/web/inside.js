@@ -1,0 +1,349 @@
+// "Inside the network" (section 5): the page's side of the inspector worker (inspector.js).
+// It asks the worker to open the shown run's network on the loaded data, then draws what
+// comes back: the first-layer filters, and per neuron its preferred and most suppressive
+// image, receptive field, spike-triggered average, predictions and top stimuli.
+
+const DIRECTIONS = ["excite", "suppress"];
+
+// `engine`: the wasm bindings (drawing); `context()`: what the shown run needs, or why it
+// cannot be opened; `save(blob, name)`: a download.
+export function createInside({ engine, $, context, save }) {
+  const s = {
+    worker: null,
+    token: 0,
+    overview: null,
+    results: new Map(), // `${neuron}:${direction}` → the inversion's result
+    neuron: 0,
+    opened: null, // the context the views show
+    openedAt: 0,
+    focusAt: null, // when the shown neuron was asked for, until its images arrive
+  };
+
+  function worker() {
+    if (s.worker) return s.worker;
+    s.worker = new Worker("inspector.js", { type: "module" });
+    s.worker.onmessage = (event) => onMessage(event.data);
+    s.worker.onerror = (event) => {
+      event.preventDefault();
+      onMessage({ token: s.token, type: "error", message: event.message || "the inspector crashed" });
+    };
+    return s.worker;
+  }
+
+  function setStatus(text) {
+    $("inside-status").textContent = text;
+  }
+
+  function showError(message) {
+    $("inside-error").textContent = message;
+    $("inside-error").hidden = !message;
+  }
+
+  // Called by the page whenever the shown run (or the data) changes.
+  function runChanged() {
+    const ctx = context();
+    const sameRun = s.opened && ctx.ok && ctx.runId === s.opened.runId && ctx.datasetName === s.opened.datasetName;
+    if (!sameRun) close();
+    $("inside-button").disabled = !ctx.ok || sameRun;
+    if (!sameRun) setStatus(ctx.ok ? `Ready to look inside run ${ctx.runNumber}.` : ctx.why);
+  }
+
+  function close() {
+    if (s.worker && s.opened) s.worker.postMessage({ type: "close" });
+    s.token += 1;
+    s.opened = null;
+    s.overview = null;
+    s.results.clear();
+    $("inside-views").hidden = true;
+    $("inside-progress").hidden = true;
+    showError("");
+    delete document.body.dataset.inside;
+  }
+
+  // `focusNeuron`: a neuron clicked before the views were open, whose images come first.
+  function open(focusNeuron) {
+    const ctx = context();
+    if (!ctx.ok) return setStatus(ctx.why);
+    close();
+    s.opened = ctx;
+    s.openedAt = performance.now();
+    s.neuron = Math.min(s.neuron, ctx.nNeurons - 1);
+    $("inside-button").disabled = true;
+    document.body.dataset.inside = "opening";
+    setStatus("Opening the network…");
+    worker().postMessage({
+      type: "open",
+      token: s.token,
+      files: ctx.files.map(([name, buffer]) => [name, new Uint8Array(buffer.slice(0))]),
+      network: { name: ctx.network.name, bytes: new Uint8Array(ctx.network.bytes) },
+      truth: ctx.truth,
+      backend: ctx.backend,
+      focus: Number.isInteger(focusNeuron) ? focusNeuron : undefined,
+    });
+    if (Number.isInteger(focusNeuron)) s.focusAt = performance.now();
+  }
+
+  function onMessage(msg) {
+    if (msg.token !== s.token) return; // an older request's answer
+    switch (msg.type) {
+      case "opened":
+        document.body.dataset.insideBackend = msg.backend.kind;
+        setStatus(`Computing on ${msg.backend.description}…`);
+        if (msg.backend.notice) showError(msg.backend.notice);
+        break;
+      case "overview":
+        s.overview = msg.overview;
+        fillPickers();
+        $("inside-views").hidden = false;
+        $("inside-progress").hidden = false;
+        $("inside-progress").value = 0;
+        drawFilters();
+        showNeuron(s.neuron);
+        showStimulus(Number($("stimulus-select").value));
+        document.body.dataset.inside = "overview";
+        setStatus(`Filters, receptive fields and predictions ready (${seconds(msg.ms)}); searching for preferred images…`);
+        break;
+      case "progress":
+        $("inside-progress").value = msg.done / msg.total;
+        break;
+      case "inverted":
+        for (const result of msg.results) s.results.set(`${result.neuron}:${result.direction}`, result);
+        $("inside-progress").value = msg.done / msg.total;
+        document.body.dataset.insideDone = String(msg.done);
+        setStatus(`Preferred images: ${msg.done} of ${msg.total} neurons ready.`);
+        if (msg.results.some((r) => r.neuron === s.neuron)) {
+          if (s.focusAt !== null) {
+            document.body.dataset.neuronViewMs = String(Math.round(performance.now() - s.focusAt));
+            s.focusAt = null;
+          }
+          drawNeuronTiles();
+        }
+        break;
+      case "complete":
+        document.body.dataset.inside = "complete";
+        document.body.dataset.insideMs = String(Math.round(msg.ms));
+        setStatus(`All ${s.overview.n_neurons} neurons' preferred images are ready (${seconds(msg.ms)} in all).`);
+        $("inside-progress").value = 1;
+        break;
+      case "error":
+        document.body.dataset.inside = "error";
+        showError(msg.message);
+        setStatus("");
+        s.opened = null; // so that the button can try again
+        $("inside-button").disabled = false;
+        break;
+    }
+  }
+
+  function seconds(ms) {
+    return `${(ms / 1000).toFixed(1)} s`;
+  }
+
+  function fillPickers() {
+    const o = s.overview;
+    const types = o.truth ? o.truth.map((t) => t.cell_type) : [];
+    const neuronSelect = $("neuron-select");
+    neuronSelect.replaceChildren(...o.r.map((r, i) => {
+      const label = `${i + 1}${types[i] ? ` (${types[i]})` : ""} — r = ${r.toFixed(2)}`;
+      return new Option(label, String(i));
+    }));
+    const stimulusSelect = $("stimulus-select");
+    stimulusSelect.replaceChildren(...o.eval_images.map((image) => new Option(`image ${image + 1}`, String(image))));
+  }
+
+  // ---------- drawing ----------
+
+  function sizeCanvas(canvas, width, height) {
+    canvas.width = width;
+    canvas.height = height;
+    return canvas.getContext("2d");
+  }
+
+  // Signed values as an image on the diverging scale, one pixel per value.
+  function putSigned(canvas, values, [h, w], scale) {
+    const ctx = sizeCanvas(canvas, w, h);
+    const max = scale ?? values.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    const pixels = engine.divergingPixels(Float32Array.from(values), max);
+    ctx.putImageData(new ImageData(new Uint8ClampedArray(pixels.buffer), w, h), 0, 0);
+  }
+
+  function putGrey(canvas, pixels, [h, w]) {
+    const ctx = sizeCanvas(canvas, w, h);
+    const image = ctx.createImageData(w, h);
+    pixels.forEach((p, i) => image.data.set([p, p, p, 255], 4 * i));
+    ctx.putImageData(image, 0, 0);
+  }
+
+  function drawFilters() {
+    const { count, size, weights } = s.overview.conv1;
+    const columns = Math.min(count, 16);
+    const rows = Math.ceil(count / columns);
+    const cell = size + 1;
+    const canvas = $("filters-canvas");
+    const ctx = sizeCanvas(canvas, columns * cell - 1, rows * cell - 1);
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    // One scale for every filter, so their strengths compare.
+    const max = weights.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    const rgba = engine.divergingPixels(Float32Array.from(weights), max);
+    for (let f = 0; f < count; f++) {
+      const tile = new Uint8ClampedArray(rgba.buffer, f * size * size * 4, size * size * 4);
+      ctx.putImageData(new ImageData(new Uint8ClampedArray(tile), size, size), (f % columns) * cell, Math.floor(f / columns) * cell);
+    }
+    // About 8 screen pixels per weight: small banks stay small, big ones wrap to the width.
+    canvas.style.width = `min(100%, ${canvas.width * 8}px)`;
+    canvas.style.aspectRatio = `${canvas.width} / ${canvas.height}`;
+    canvas.setAttribute("aria-label", `The ${count} first-layer filters, ${size}×${size} pixels each; strongest weight ${max.toFixed(3)}.`);
+  }
+
+  function minus(a, b) {
+    return a.map((v, i) => v - b[i]);
+  }
+
+  function column(values, neuron, images) {
+    const n = s.overview.n_neurons;
+    return images.map((i) => values[i * n + neuron]);
+  }
+
+  function showNeuron(neuron) {
+    const o = s.overview;
+    if (!o) return;
+    s.neuron = neuron;
+    $("neuron-select").value = String(neuron);
+    drawNeuronTiles();
+    const evalImages = o.eval_images;
+    const scatter = $("scatter-canvas");
+    const ratio = window.devicePixelRatio || 1;
+    scatter.width = Math.round(scatter.clientWidth * ratio);
+    scatter.height = Math.round(scatter.clientHeight * ratio);
+    const measured = column(o.measured, neuron, evalImages);
+    const predicted = column(o.predicted, neuron, evalImages);
+    engine.drawNeuronScatter(scatter, { neuron, measured, predicted, r: o.r[neuron] }, { scale: ratio });
+    const text = `Neuron ${neuron + 1} on the ${evalImages.length} evaluation images: Pearson r = ${o.r[neuron].toFixed(3)}.`;
+    $("scatter-caption").textContent = `${text} Each dot is one image the network never trained on; on the grey line the prediction would be perfect.`;
+    scatter.setAttribute("aria-label", text);
+    drawTop("top-measured", o.top_measured[neuron], neuron);
+    drawTop("top-predicted", o.top_predicted[neuron], neuron);
+  }
+
+  function drawTop(id, images, neuron) {
+    const o = s.overview;
+    const figures = images.map((image) => {
+      const figure = document.createElement("figure");
+      const canvas = document.createElement("canvas");
+      putGrey(canvas, s.opened.image(image), [o.height, o.width]);
+      const m = o.measured[image * o.n_neurons + neuron];
+      const p = o.predicted[image * o.n_neurons + neuron];
+      const label = `image ${image + 1}: measured ${m.toFixed(2)}, predicted ${p.toFixed(2)}`;
+      canvas.setAttribute("role", "img");
+      canvas.setAttribute("aria-label", label);
+      canvas.title = label;
+      const caption = document.createElement("figcaption");
+      caption.textContent = `${m.toFixed(2)} / ${p.toFixed(2)}`;
+      figure.append(canvas, caption);
+      return figure;
+    });
+    $(id).replaceChildren(...figures);
+  }
+
+  function drawNeuronTiles() {
+    const o = s.overview;
+    const neuron = s.neuron;
+    const shape = [o.height, o.width];
+    const pixels = o.height * o.width;
+    const slice = (values) => values.slice(neuron * pixels, (neuron + 1) * pixels);
+    const predictedColumn = o.predicted.filter((_, k) => k % o.n_neurons === neuron);
+    const best = Math.max(...predictedColumn);
+    const worst = Math.min(...predictedColumn);
+    const truth = o.truth && o.truth[neuron];
+    const match = (value) => (truth && value != null ? ` · like the true filter: ${value.toFixed(2)}` : "");
+    for (const direction of DIRECTIONS) {
+      const result = s.results.get(`${neuron}:${direction}`);
+      const canvas = $(direction === "excite" ? "tile-preferred" : "tile-suppressive");
+      const text = $(direction === "excite" ? "preferred-text" : "suppressive-text");
+      if (!result) {
+        putSigned(canvas, new Array(pixels).fill(0), shape, 1);
+        text.textContent = "computing…";
+        canvas.setAttribute("aria-label", "not computed yet");
+        continue;
+      }
+      putSigned(canvas, minus(result.image, o.mean_image), shape);
+      const than = direction === "excite" ? `best data image ${best.toFixed(2)}` : `lowest data image ${worst.toFixed(2)}`;
+      text.textContent = `rate ${result.rate.toFixed(2)} (${than}) · agreement of starts ${result.consistency.toFixed(2)}` +
+        match(result.truth_similarity);
+      canvas.setAttribute("aria-label", `${direction === "excite" ? "Preferred" : "Most suppressive"} image of neuron ${neuron + 1}: ${text.textContent}`);
+    }
+    putSigned($("tile-rf"), slice(o.rf), shape);
+    $("rf-text").textContent = `gradient at the average image${match(truth && truth.rf_similarity)}`;
+    putSigned($("tile-sta"), slice(o.sta), shape);
+    $("sta-text").textContent = `rate-weighted average image${match(truth && truth.sta_similarity)}`;
+    $("truth-figure").hidden = !truth;
+    if (truth) {
+      putSigned($("tile-truth"), truth.filter, shape);
+      $("truth-text").textContent = `${truth.cell_type} cell`;
+    }
+    document.body.dataset.neuron = String(neuron);
+  }
+
+  function showStimulus(image) {
+    const o = s.overview;
+    if (!o || !Number.isInteger(image)) return;
+    putGrey($("stimulus-image"), s.opened.image(image), [o.height, o.width]);
+    const row = (values) => values.slice(image * o.n_neurons, (image + 1) * o.n_neurons);
+    const canvas = $("stimulus-canvas");
+    const ratio = window.devicePixelRatio || 1;
+    canvas.width = Math.round(canvas.clientWidth * ratio);
+    canvas.height = Math.round(canvas.clientHeight * ratio);
+    const measured = row(o.measured);
+    const predicted = row(o.predicted);
+    engine.drawStimulusRates(canvas, { image, measured, predicted }, { scale: ratio });
+    const strongest = measured.indexOf(Math.max(...measured));
+    const text = `Image ${image + 1}: the neurons' measured (blue) and predicted (orange) rates. ` +
+      `Strongest measured response: neuron ${strongest + 1} (${measured[strongest].toFixed(2)}; predicted ${predicted[strongest].toFixed(2)}).`;
+    $("stimulus-caption").textContent = text;
+    canvas.setAttribute("aria-label", text);
+  }
+
+  // A neuron picked in the Pearson plot or the table: its views, its inversions first.
+  function focus(neuron) {
+    if (!s.overview) {
+      s.neuron = neuron;
+      if (!s.opened) open(neuron);
+      return;
+    }
+    showNeuron(neuron);
+    const missing = DIRECTIONS.some((d) => !s.results.has(`${neuron}:${d}`));
+    if (missing) {
+      s.focusAt = performance.now();
+      s.worker.postMessage({ type: "focus", token: s.token, neuron });
+    } else {
+      document.body.dataset.neuronViewMs = "0";
+    }
+  }
+
+  function download() {
+    if (!s.overview) return;
+    const results = [...s.results.values()];
+    let files;
+    try {
+      files = Array.from(engine.WebExplainer.exportFiles(s.overview, results, s.opened.startedUnix));
+    } catch (error) {
+      return showError(`Could not make the files: ${error.message || error}`);
+    }
+    for (const file of files) save(new Blob([file.bytes], { type: file.mime }), file.name);
+  }
+
+  $("inside-button").addEventListener("click", () => open());
+  $("neuron-select").addEventListener("change", (e) => focus(Number(e.target.value)));
+  const step = (delta) => () => {
+    if (!s.overview) return;
+    const n = s.overview.n_neurons;
+    focus((s.neuron + delta + n) % n);
+  };
+  $("neuron-prev").addEventListener("click", step(-1));
+  $("neuron-next").addEventListener("click", step(1));
+  $("stimulus-select").addEventListener("change", (e) => showStimulus(Number(e.target.value)));
+  $("download-explain").addEventListener("click", download);
+
+  return { runChanged, focus, open };
+}

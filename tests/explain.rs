@@ -1,0 +1,309 @@
+//! Looking inside a trained network: inversion must really raise (or lower) a neuron's rate
+//! within its budget, the receptive-field estimate must be the true gradient, and the files
+//! must hold what they say.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::sync::OnceLock;
+
+use burn::prelude::*;
+use v1_predictor::data::simulate::GroundTruth;
+use v1_predictor::data::{Dataset, read_mat};
+use v1_predictor::explain::{
+    self, Direction, Explainer, InversionConfig, Target, similarity_to_truth,
+};
+use v1_predictor::model::ModelConfig;
+use v1_predictor::results::SavedNetwork;
+use v1_predictor::training::{OptimizerKind, Trainer, TrainingConfig};
+
+fn demo() -> Dataset {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/simulated-v1.mat"
+    ))
+    .unwrap();
+    read_mat("simulated-v1.mat", &bytes).unwrap()
+}
+
+fn truth() -> GroundTruth {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/simulated-v1-truth.json"
+    ))
+    .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A small network trained briefly on the demo data (once per test binary).
+fn network() -> &'static SavedNetwork {
+    static NETWORK: OnceLock<SavedNetwork> = OnceLock::new();
+    NETWORK.get_or_init(|| {
+        let config = TrainingConfig::new()
+            .with_optimizer(OptimizerKind::Adam)
+            .with_learning_rate(1e-3)
+            .with_max_steps(300)
+            .with_eval_every(50)
+            .with_seed(3)
+            .with_model(
+                ModelConfig::new()
+                    .with_conv1(8)
+                    .with_conv2(16)
+                    .with_hidden1(64),
+            );
+        let mut trainer = Trainer::new(config, demo(), &Device::flex()).unwrap();
+        pollster::block_on(trainer.run(|_| true)).unwrap();
+        pollster::block_on(SavedNetwork::best_of(&trainer, 1_700_000_000))
+            .unwrap()
+            .unwrap()
+    })
+}
+
+fn explainer() -> Explainer {
+    Explainer::new(network(), &demo(), &Device::flex())
+        .unwrap()
+        .with_truth(&truth())
+        .unwrap()
+}
+
+#[test]
+fn preferred_images_beat_every_data_image_within_the_budget() {
+    let explainer = explainer();
+    let overview = pollster::block_on(explainer.overview()).unwrap();
+    let n = overview.n_neurons;
+    // A simple, a complex and a centre-surround cell, both directions.
+    let neurons = [0, 4, 7];
+    let targets: Vec<Target> = [Direction::Excite, Direction::Suppress]
+        .into_iter()
+        .flat_map(|direction| neurons.map(|neuron| Target { neuron, direction }))
+        .collect();
+    let results =
+        pollster::block_on(explainer.invert_all(targets, InversionConfig::new())).unwrap();
+    assert_eq!(results.len(), 6);
+    let mean = explainer.mean_image();
+    for result in &results {
+        let column: Vec<f32> = overview
+            .predicted
+            .iter()
+            .skip(result.neuron)
+            .step_by(n)
+            .copied()
+            .collect();
+        let (lowest, highest) = column
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        // Its rate, re-predicted from the returned pixels, is the one reported.
+        let drive = pollster::block_on(explainer.drives(result.image.clone())).unwrap();
+        assert!((drive[result.neuron] - result.drive).abs() < 1e-3);
+        match result.direction {
+            Direction::Excite => assert!(
+                result.rate > highest,
+                "neuron {}: preferred image {} vs best data image {highest}",
+                result.neuron,
+                result.rate
+            ),
+            Direction::Suppress => assert!(
+                result.drive < 0.0 && result.rate <= lowest,
+                "neuron {}: suppressive drive {} (rate {}) vs lowest data rate {lowest}",
+                result.neuron,
+                result.drive,
+                result.rate
+            ),
+        }
+        let distance = result
+            .image
+            .iter()
+            .zip(mean)
+            .map(|(p, m)| f64::from(p - m).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        assert!(
+            distance <= explainer.budget() * 1.0001,
+            "{distance} > budget {}",
+            explainer.budget()
+        );
+        assert!((result.norm_fraction - distance / explainer.budget()).abs() < 1e-3);
+        assert!(result.image.iter().all(|p| (0.0..=255.0).contains(p)));
+        assert_eq!(result.start_drives.len(), 3);
+        assert!((-1.0..=1.0).contains(&result.consistency));
+        assert!(result.truth_similarity.is_some());
+    }
+}
+
+/// (finite difference, gradient · step) of `neuron`'s drive at `point` along `step`.
+fn directional(
+    explainer: &Explainer,
+    point: &[f32],
+    gradient: &[f32],
+    step: &[f32],
+    neuron: usize,
+) -> (f64, f64) {
+    let shifted =
+        |sign: f32| -> Vec<f32> { point.iter().zip(step).map(|(p, d)| p + sign * d).collect() };
+    let mut both = shifted(1.0);
+    both.extend(shifted(-1.0));
+    let drives = pollster::block_on(explainer.drives(both)).unwrap();
+    let n = explainer.dataset().n_neurons;
+    let finite = f64::from(drives[neuron] - drives[n + neuron]) / 2.0;
+    let analytic = gradient
+        .iter()
+        .zip(step)
+        .map(|(&g, &d)| f64::from(g) * f64::from(d))
+        .sum();
+    (finite, analytic)
+}
+
+/// A step of `rms` grey levels per pixel along `gradient`: where the function changes most,
+/// so the difference quotient stands far above f32 rounding (a random step of the same size
+/// changes the drive ~33× less, and the kinks of ReLU and max-pool then dominate).
+fn along(gradient: &[f32], rms: f32) -> Vec<f32> {
+    let norm = gradient.iter().map(|g| g * g).sum::<f32>().sqrt();
+    assert!(norm > 0.0, "zero gradient");
+    let scale = rms * (gradient.len() as f32).sqrt() / norm;
+    gradient.iter().map(|g| g * scale).collect()
+}
+
+#[test]
+fn the_receptive_field_estimate_is_the_gradient_finite_differences_give() {
+    let explainer = explainer();
+    let overview = pollster::block_on(explainer.overview()).unwrap();
+    let pixels = overview.height * overview.width;
+    for neuron in [0, 4, 7, 12] {
+        // The RF estimate itself, at the mean image, and the same gradient code at data
+        // images. A wrong gradient of the right size fails too: along a wrong direction the
+        // true change is far smaller than the predicted |gradient| · step.
+        let rf = overview.rf[neuron * pixels..(neuron + 1) * pixels].to_vec();
+        let mut points = vec![(explainer.mean_image().to_vec(), rf)];
+        for image in [3, 100, 200] {
+            let point = explainer.dataset().image(image).to_vec();
+            let gradient =
+                pollster::block_on(explainer.input_gradients(point.clone(), &[neuron])).unwrap();
+            points.push((point, gradient));
+        }
+        for (k, (point, gradient)) in points.iter().enumerate() {
+            // Large steps cross kinks (the mean image's max-pool windows are near ties), tiny
+            // ones drown in f32 rounding: between them the quotient must meet the gradient.
+            let errors: Vec<(f32, f64, f64)> = [0.05, 0.02, 0.01, 0.005]
+                .into_iter()
+                .map(|rms| {
+                    let (finite, analytic) =
+                        directional(&explainer, point, gradient, &along(gradient, rms), neuron);
+                    (rms, finite, analytic)
+                })
+                .collect();
+            let best = errors
+                .iter()
+                .map(|(_, f, a)| (f - a).abs() / a.abs())
+                .fold(f64::MAX, f64::min);
+            assert!(best <= 0.03, "neuron {neuron}, point {k}: {errors:?}");
+        }
+    }
+}
+
+#[test]
+fn every_neuron_gets_views_and_files() {
+    let explainer = explainer();
+    let overview = pollster::block_on(explainer.overview()).unwrap();
+    let (n, pixels) = (overview.n_neurons, overview.height * overview.width);
+    assert_eq!(overview.predicted.len(), overview.n_images * n);
+    assert_eq!(overview.rf.len(), n * pixels);
+    assert_eq!(overview.sta.len(), n * pixels);
+    assert_eq!(overview.conv1.weights.len(), 8 * 7 * 7);
+    assert_eq!(overview.r, network_r());
+    for (neuron, top) in overview.top_measured.iter().enumerate() {
+        assert_eq!(top.len(), explain::TOP_STIMULI);
+        let rate = |i: usize| overview.measured[i * n + neuron];
+        assert!(top.windows(2).all(|w| rate(w[0]) >= rate(w[1])));
+        let highest = (0..overview.n_images).map(rate).fold(f32::MIN, f32::max);
+        assert_eq!(rate(top[0]), highest);
+    }
+    let truth = overview.truth.as_ref().unwrap();
+    assert_eq!(truth[0].cell_type, "simple");
+    // The STA of a simple cell in the demo data follows its Gabor: the model-free check.
+    assert!(truth[0].sta_similarity > 0.3, "{}", truth[0].sta_similarity);
+
+    let targets = (0..n)
+        .map(|neuron| Target {
+            neuron,
+            direction: Direction::Excite,
+        })
+        .collect();
+    let config = InversionConfig::new().with_steps(5).with_starts(2);
+    let inverted = pollster::block_on(explainer.invert_all(targets, config)).unwrap();
+    let files = explain::explain_files(&overview, &inverted, 42).unwrap();
+    let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "explain_42.npz",
+            "explain_neurons_42.png",
+            "conv1_filters_42.png"
+        ]
+    );
+    for png in &files[1..] {
+        assert_eq!(&png.bytes[..8], b"\x89PNG\r\n\x1a\n");
+    }
+    let summary = explain::summarise(&overview, &inverted);
+    assert_eq!(summary.neurons.len(), n);
+    let types: Vec<&str> = summary
+        .truth_by_type
+        .iter()
+        .map(|t| t.cell_type.as_str())
+        .collect();
+    assert_eq!(
+        types,
+        ["centre-surround", "complex", "normalised-texture", "simple"]
+    );
+    assert_eq!(
+        summary
+            .truth_by_type
+            .iter()
+            .map(|t| t.neurons)
+            .sum::<usize>(),
+        n
+    );
+}
+
+/// The r the network was saved with, recomputed by evaluating it.
+fn network_r() -> Vec<f64> {
+    let report = pollster::block_on(network().evaluate(&demo(), &Device::flex())).unwrap();
+    report.best.unwrap().r
+}
+
+#[test]
+fn bad_requests_are_refused_in_words() {
+    let explainer = explainer();
+    let wrong_neuron = vec![Target {
+        neuron: 99,
+        direction: Direction::Excite,
+    }];
+    let message = explainer
+        .invert(wrong_neuron, InversionConfig::new())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("no neuron 100"), "{message}");
+    let message = explainer
+        .invert(vec![], InversionConfig::new().with_starts(0))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("starts"), "{message}");
+    // Another session's data does not fit this network.
+    let mut other = demo();
+    other.n_neurons -= 1;
+    other.activity.truncate(other.n_images * other.n_neurons);
+    assert!(Explainer::new(network(), &other, &Device::flex()).is_err());
+}
+
+#[test]
+fn the_truth_of_a_simple_cell_is_its_own_filter() {
+    // A pattern equal to a simple cell's Gabor scores 1; its negative scores −1.
+    let truth = truth();
+    let filters = truth.neurons[0].true_filters(33);
+    assert_eq!(filters.len(), 1);
+    let gabor: Vec<f32> = filters[0].iter().map(|&v| v as f32).collect();
+    assert!((similarity_to_truth(&gabor, &filters) - 1.0).abs() < 1e-6);
+    let negated: Vec<f32> = gabor.iter().map(|v| -v).collect();
+    assert!((similarity_to_truth(&negated, &filters) + 1.0).abs() < 1e-6);
+    assert_eq!(truth.neurons[4].true_filters(33).len(), 2);
+    assert_eq!(truth.neurons[9].true_filters(33).len(), 10);
+}
