@@ -15,6 +15,7 @@ pub mod config;
 pub mod data;
 pub mod explain;
 pub mod model;
+pub mod plots;
 pub mod results;
 pub mod training;
 

@@ -3,7 +3,7 @@
 
 use super::{Inverted, Overview};
 use crate::explain::Direction;
-use crate::results::{ExportFile, NpzBuilder, ResultsError};
+use crate::results::{ExportFile, NpzBuilder, ResultsError, rgb_png};
 
 /// Pixels per image pixel in the montages, and the gap between tiles.
 const ZOOM: usize = 4;
@@ -53,19 +53,7 @@ fn montage(
             }
         }
     }
-    let mut bytes = Vec::new();
-    {
-        let mut encoder = png::Encoder::new(&mut bytes, width as u32, height as u32);
-        encoder.set_color(png::ColorType::Rgb);
-        encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder
-            .write_header()
-            .map_err(|e| ResultsError::Write(e.to_string()))?;
-        writer
-            .write_image_data(&rgb)
-            .map_err(|e| ResultsError::Write(e.to_string()))?;
-    }
-    Ok(bytes)
+    rgb_png(width as u32, height as u32, &rgb)
 }
 
 fn centred(image: &[f32], mean: &[f32]) -> Vec<f32> {

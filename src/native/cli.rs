@@ -79,6 +79,15 @@ struct ExplainArgs {
     /// Gradient steps of each inversion.
     #[arg(long, default_value_t = InversionConfig::new().steps)]
     steps: usize,
+    /// Smoothness prior: σ (pixels) of the Gaussian that blurs every update; 0 for none.
+    #[arg(long, default_value_t = InversionConfig::new().smoothness)]
+    smoothness: f64,
+    /// Distance of the random starts from the mean image, as a fraction of the budget.
+    #[arg(long = "start_scale", default_value_t = InversionConfig::new().start_scale)]
+    start_scale: f64,
+    /// The pixel-norm budget as a multiple of the data's median contrast.
+    #[arg(long = "budget_scale", default_value_t = InversionConfig::new().budget_scale)]
+    budget_scale: f64,
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendKind,
     /// Print one JSON object (per-neuron figures, per-cell-type recovery, timing) on stdout.
@@ -245,7 +254,10 @@ fn explain(args: &ExplainArgs) -> Result<(), Failure> {
         .map_err(|e| bad(e.to_string()))?;
     let config = InversionConfig::new()
         .with_starts(args.starts)
-        .with_steps(args.steps);
+        .with_steps(args.steps)
+        .with_smoothness(args.smoothness)
+        .with_start_scale(args.start_scale)
+        .with_budget_scale(args.budget_scale);
     config.validate().map_err(|e| bad(e.to_string()))?;
     let truth_file = args
         .truth
@@ -517,6 +529,9 @@ async fn write_results(
     let report = trainer.report();
     let mut files = results::report_files(&report, started_unix, &trainer.dataset().sources, &[])
         .map_err(|e| e.to_string())?;
+    files.extend(
+        v1_predictor::plots::training_pngs(&report, started_unix).map_err(|e| e.to_string())?,
+    );
     if let Some(network) = SavedNetwork::best_of(trainer, started_unix)
         .await
         .map_err(|e| e.to_string())?

@@ -57,6 +57,24 @@ pub struct ExportFile {
     pub bytes: Vec<u8>,
 }
 
+/// An RGB image (`width × height × 3` bytes, row-major) as a PNG file.
+pub(crate) fn rgb_png(width: u32, height: u32, rgb: &[u8]) -> Result<Vec<u8>, ResultsError> {
+    let mut bytes = Vec::new();
+    let mut encoder = png::Encoder::new(&mut bytes, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder
+        .write_header()
+        .map_err(|e| ResultsError::Write(e.to_string()))?;
+    writer
+        .write_image_data(rgb)
+        .map_err(|e| ResultsError::Write(e.to_string()))?;
+    writer
+        .finish()
+        .map_err(|e| ResultsError::Write(e.to_string()))?;
+    Ok(bytes)
+}
+
 impl ExportFile {
     pub(crate) fn new(name: String, mime: &'static str, bytes: Vec<u8>) -> Self {
         Self { name, mime, bytes }

@@ -3,7 +3,7 @@
 # filters are known) with the fast preset on 3 splits, runs `v1p explain` on each best
 # network, and prints the median similarity to the true filters per cell type, pooled over
 # the splits, with the time each explain took (CPU, this machine).
-# Usage: tests/bench/explain_recovery.sh OUT_DIR
+# Usage: [EXPLAIN_FLAGS='--budget_scale 0.5'] tests/bench/explain_recovery.sh OUT_DIR
 set -euo pipefail
 out=${1:?usage: explain_recovery.sh OUT_DIR}
 cd "$(dirname "$0")/../.."
@@ -12,12 +12,16 @@ cargo build --release --bin v1p -q
 v1p="$CARGO_TARGET_DIR/release/v1p"
 data=data/simulated-v1.mat
 mkdir -p "$out"
+# Trained networks are kept: a second call re-runs only the inversions (EXPLAIN_FLAGS).
 for seed in 0 1 2; do
   dir="$out/seed$seed"
-  [ -s "$dir/explain.json" ] && continue
-  rm -rf "$dir"; mkdir -p "$dir"
-  "$v1p" train --data "$data" --preset fast --seed "$seed" --out "$dir" --json > "$dir/train.json"
-  "$v1p" explain --network "$dir"/network_*.bpk --data "$data" --out "$dir" --json > "$dir/explain.json"
+  if ! [ -s "$dir/train.json" ]; then
+    rm -rf "$dir"; mkdir -p "$dir"
+    "$v1p" train --data "$data" --preset fast --seed "$seed" --out "$dir" --json > "$dir/train.json.part"
+    mv "$dir/train.json.part" "$dir/train.json"
+  fi
+  # shellcheck disable=SC2086
+  "$v1p" explain --network "$dir"/network_*.bpk --data "$data" --out "$dir" --json ${EXPLAIN_FLAGS:-} > "$dir/explain.json"
   echo "seed $seed done" >&2
 done
 python3 - "$out" <<'PY'

@@ -35,7 +35,8 @@ def files_in(directory):
                                   ("training_json", "training_manualsave_", ".json"),
                                   ("pearson_npz", "pearsondata_", ".npz"), ("pearson_json", "pearsondata_", ".json"),
                                   ("network_npz", "network_manualsave_", ".npz"), ("network_bpk", "network_", ".bpk"),
-                                  ("csv", "neurons_", ".csv")]:
+                                  ("csv", "neurons_", ".csv"), ("progress_png", "training_plot_", ".png"),
+                                  ("pearson_png", "pearsonplot_", ".png")]:
             if name.startswith(prefix) and name.endswith(ext) and name[len(prefix):-len(ext)].isdigit():
                 found[kind] = path
     return found
@@ -48,7 +49,11 @@ def test_exports_load_in_numpy_and_the_seed_forward_gives_the_reported_r(run, tm
                    capture_output=True)
     files = files_in(tmp_path)
     assert sorted(files) == sorted(["training_npz", "training_json", "pearson_npz", "pearson_json", "network_npz",
-                                    "network_bpk", "csv"]), sorted(p.name for p in tmp_path.iterdir())
+                                    "network_bpk", "csv", "progress_png", "pearson_png"]), \
+        sorted(p.name for p in tmp_path.iterdir())
+    # The seed's two plots, drawn natively: real PNGs with something on them.
+    for kind in ["progress_png", "pearson_png"]:
+        assert files[kind].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and files[kind].stat().st_size > 10000
     # Every file carries the same start-time tag.
     assert len({p.name.split("_")[-1].split(".")[0] for p in files.values()}) == 1
     r_numpy, r_exported = check_run_files(files, [DEMO])
