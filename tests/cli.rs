@@ -167,8 +167,19 @@ fn explain_writes_the_views_of_a_saved_network_and_refuses_bad_input() {
         4
     );
     assert_eq!(json["summary"]["neurons"].as_array().unwrap().len(), 40);
-    for name in json["files"].as_array().unwrap() {
-        let path = dir.join(name.as_str().unwrap());
+    let names: Vec<&str> = json["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    for (name, prefix) in names
+        .iter()
+        .zip(["explain_", "explain_neurons_", "conv1_filters_"])
+    {
+        assert!(name.starts_with(prefix), "{name}");
+        let path = dir.join(name);
         assert!(
             std::fs::metadata(&path).unwrap().len() > 100,
             "{}",

@@ -3,11 +3,12 @@
 //! must hold what they say.
 #![cfg(not(target_arch = "wasm32"))]
 
+mod common;
+
 use std::sync::OnceLock;
 
 use burn::prelude::*;
 use v1_predictor::data::simulate::GroundTruth;
-use v1_predictor::data::{Dataset, read_mat};
 use v1_predictor::explain::{
     self, Direction, Explainer, InversionConfig, Target, similarity_to_truth,
 };
@@ -15,14 +16,7 @@ use v1_predictor::model::ModelConfig;
 use v1_predictor::results::SavedNetwork;
 use v1_predictor::training::{OptimizerKind, Trainer, TrainingConfig};
 
-fn demo() -> Dataset {
-    let bytes = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/data/simulated-v1.mat"
-    ))
-    .unwrap();
-    read_mat("simulated-v1.mat", &bytes).unwrap()
-}
+use common::demo_dataset as demo;
 
 fn truth() -> GroundTruth {
     let text = std::fs::read_to_string(concat!(
@@ -79,35 +73,54 @@ fn preferred_images_beat_every_data_image_within_the_budget() {
         pollster::block_on(explainer.invert_all(targets, InversionConfig::new())).unwrap();
     assert_eq!(results.len(), 6);
     let mean = explainer.mean_image();
+    // Every data image's drive (before the output ReLU), to compare the suppressive images
+    // with: a silenced neuron's rate is 0 however deep below zero its drive goes.
+    let data_drives =
+        pollster::block_on(explainer.drives(explainer.dataset().images.clone())).unwrap();
     for result in &results {
-        let column: Vec<f32> = overview
-            .predicted
-            .iter()
-            .skip(result.neuron)
-            .step_by(n)
-            .copied()
-            .collect();
-        let (lowest, highest) = column
-            .iter()
-            .fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-        // Its rate, re-predicted from the returned pixels, is the one reported.
+        let column = |values: &[f32]| -> Vec<f32> {
+            values
+                .iter()
+                .skip(result.neuron)
+                .step_by(n)
+                .copied()
+                .collect()
+        };
+        let highest_rate = column(&overview.predicted)
+            .into_iter()
+            .fold(f32::MIN, f32::max);
+        let lowest_drive = column(&data_drives).into_iter().fold(f32::MAX, f32::min);
+        // Its drive, re-predicted from the returned pixels, is the one reported.
         let drive = pollster::block_on(explainer.drives(result.image.clone())).unwrap();
         assert!((drive[result.neuron] - result.drive).abs() < 1e-3);
+        assert_eq!(result.rate, result.drive.max(0.0));
         match result.direction {
             Direction::Excite => assert!(
-                result.rate > highest,
-                "neuron {}: preferred image {} vs best data image {highest}",
+                result.rate > highest_rate,
+                "neuron {}: preferred image {} vs best data image {highest_rate}",
                 result.neuron,
                 result.rate
             ),
             Direction::Suppress => assert!(
-                result.drive < 0.0 && result.rate <= lowest,
-                "neuron {}: suppressive drive {} (rate {}) vs lowest data rate {lowest}",
+                result.drive < lowest_drive,
+                "neuron {}: suppressive drive {} vs lowest data drive {lowest_drive}",
                 result.neuron,
-                result.drive,
-                result.rate
+                result.drive
             ),
         }
+        // The starts are reported best first.
+        let sign = if result.direction == Direction::Excite {
+            1.0
+        } else {
+            -1.0
+        };
+        assert!(
+            result
+                .start_drives
+                .windows(2)
+                .all(|w| sign * w[0] >= sign * w[1])
+        );
+        assert_eq!(result.start_drives[0], result.drive);
         let distance = result
             .image
             .iter()
@@ -123,8 +136,6 @@ fn preferred_images_beat_every_data_image_within_the_budget() {
         assert!((result.norm_fraction - distance / explainer.budget()).abs() < 1e-3);
         assert!(result.image.iter().all(|p| (0.0..=255.0).contains(p)));
         assert_eq!(result.start_drives.len(), 3);
-        assert!((-1.0..=1.0).contains(&result.consistency));
-        assert!(result.truth_similarity.is_some());
     }
 }
 
@@ -151,6 +162,38 @@ fn directional(
     (finite, analytic)
 }
 
+/// A random smooth pattern (blurred noise) of unit RMS per pixel: a direction to step in.
+fn smooth_direction(h: usize, w: usize, seed: u64) -> Vec<f32> {
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let noise: Vec<f32> = (0..h * w)
+        .map(|_| {
+            let z: f64 = StandardNormal.sample(&mut rng);
+            z as f32
+        })
+        .collect();
+    let radius = 2i64;
+    let blurred: Vec<f32> = (0..h * w)
+        .map(|i| {
+            let (y, x) = ((i / w) as i64, (i % w) as i64);
+            let mut sum = 0.0;
+            for dy in -radius..=radius {
+                for dx in -radius..=radius {
+                    let (yy, xx) = (
+                        (y + dy).clamp(0, h as i64 - 1),
+                        (x + dx).clamp(0, w as i64 - 1),
+                    );
+                    sum += noise[yy as usize * w + xx as usize];
+                }
+            }
+            sum
+        })
+        .collect();
+    let rms = (blurred.iter().map(|v| v * v).sum::<f32>() / (h * w) as f32).sqrt();
+    blurred.iter().map(|v| v / rms).collect()
+}
+
 /// A step of `rms` grey levels per pixel along `gradient`: where the function changes most,
 /// so the difference quotient stands far above f32 rounding (a random step of the same size
 /// changes the drive ~33× less, and the kinks of ReLU and max-pool then dominate).
@@ -173,7 +216,16 @@ fn the_receptive_field_estimate_is_the_gradient_finite_differences_give() {
         let rf = overview.rf[neuron * pixels..(neuron + 1) * pixels].to_vec();
         let mut points = vec![(explainer.mean_image().to_vec(), rf)];
         for image in [3, 100, 200] {
-            let point = explainer.dataset().image(image).to_vec();
+            // Dead-leaves images have flat discs, whose max-pool windows tie exactly; a faint
+            // smooth pattern (1 grey level RMS) breaks the ties without changing the image.
+            let jitter = smooth_direction(overview.height, overview.width, 1000 + image as u64);
+            let point: Vec<f32> = explainer
+                .dataset()
+                .image(image)
+                .iter()
+                .zip(&jitter)
+                .map(|(p, j)| p + j)
+                .collect();
             let gradient =
                 pollster::block_on(explainer.input_gradients(point.clone(), &[neuron])).unwrap();
             points.push((point, gradient));
@@ -194,6 +246,32 @@ fn the_receptive_field_estimate_is_the_gradient_finite_differences_give() {
                 .map(|(_, f, a)| (f - a).abs() / a.abs())
                 .fold(f64::MAX, f64::min);
             assert!(best <= 0.03, "neuron {neuron}, point {k}: {errors:?}");
+        }
+        // Along random smooth directions too (a gradient of the right size along itself but
+        // of the wrong direction fails here): at the (jittered) data images.
+        for (k, (point, gradient)) in points.iter().enumerate().skip(1) {
+            let smooth =
+                smooth_direction(overview.height, overview.width, (neuron * 10 + k) as u64);
+            let errors: Vec<(f32, f64, f64)> = [0.5, 0.2, 0.1, 0.05, 0.02]
+                .into_iter()
+                .map(|rms| {
+                    let step: Vec<f32> = smooth.iter().map(|v| v * rms).collect();
+                    let (finite, analytic) =
+                        directional(&explainer, point, gradient, &step, neuron);
+                    (rms, finite, analytic)
+                })
+                .collect();
+            let best = errors
+                .iter()
+                .map(|(_, f, a)| (f - a).abs() / a.abs())
+                .fold(f64::MAX, f64::min);
+            // Looser than along the gradient: along a random direction the change is ~30×
+            // smaller, and the quotients of a few neuron/image pairs stay 10–15 % off at every
+            // step size (measured). A wrong direction of the right size is off by ~100 %.
+            assert!(
+                best <= 0.2,
+                "neuron {neuron}, point {k}, random direction: {errors:?}"
+            );
         }
     }
 }

@@ -3,23 +3,18 @@
 //! the seed's. (numpy reads the files in tests/numpy.)
 #![cfg(not(target_arch = "wasm32"))]
 
+mod common;
+
 use burn::module::Module;
 use burn::prelude::*;
-use v1_predictor::data::{Dataset, read_mat};
+use v1_predictor::data::Dataset;
 use v1_predictor::model::ModelConfig;
 use v1_predictor::results::{self, ResultsError, SavedNetwork};
 use v1_predictor::training::{OptimizerKind, Trainer, TrainingConfig};
 
 const STARTED: u64 = 1_700_000_000;
 
-fn demo() -> Dataset {
-    let bytes = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/data/simulated-v1.mat"
-    ))
-    .unwrap();
-    read_mat("simulated-v1.mat", &bytes).unwrap()
-}
+use common::demo_dataset as demo;
 
 fn trained(dataset: Dataset, layers: usize) -> Trainer {
     let config = TrainingConfig::new()

@@ -85,6 +85,13 @@ pub struct GroundTruth {
     pub neurons: Vec<SimulatedNeuron>,
 }
 
+impl GroundTruth {
+    /// Reads a `…-truth.json` file's text; says what is wrong in words.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        serde_json::from_str(text).map_err(|e| format!("not a ground-truth file ({e})"))
+    }
+}
+
 pub fn simulate(config: &SimulationConfig) -> Simulation {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let size = config.size;

@@ -1,7 +1,7 @@
 //! The inside views as files: the arrays as `.npz` and the pictures as PNG montages, so that
 //! `v1p explain` reproduces the page's views from a saved network without a browser.
 
-use super::{Inverted, Overview};
+use super::{Inverted, Overview, centred};
 use crate::explain::Direction;
 use crate::results::{ExportFile, NpzBuilder, ResultsError, rgb_png};
 
@@ -54,10 +54,6 @@ fn montage(
         }
     }
     rgb_png(width as u32, height as u32, &rgb)
-}
-
-fn centred(image: &[f32], mean: &[f32]) -> Vec<f32> {
-    image.iter().zip(mean).map(|(p, m)| p - m).collect()
 }
 
 /// One result per neuron in `direction`, in neuron order.

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::Dataset;
 use crate::data::simulate::GroundTruth;
 use crate::model::ConvNetDrop;
-use crate::results::{ResultsError, SavedNetwork};
+use crate::results::{ResultsError, SavedNetwork, read_back};
 use crate::training::metrics::per_neuron_pearson;
 use crate::training::{images_and_rates, predict};
 
@@ -36,6 +36,8 @@ pub struct Explainer {
     dataset: Dataset,
     mean_image: Vec<f32>,
     budget: f64,
+    /// The data's lowest and highest pixel value: inverted images stay within them.
+    pixel_range: [f64; 2],
     /// Per neuron, the true filters (demo data only).
     truth: Option<Vec<truth::TrueNeuron>>,
 }
@@ -103,7 +105,9 @@ impl Explainer {
         let model = network.weights.to_model(&network.info, &device)?.no_grad();
         let mean_image = mean_image(dataset);
         let budget = contrast_budget(dataset, &mean_image);
+        let summary = dataset.summary();
         Ok(Self {
+            pixel_range: [summary.pixel_min, summary.pixel_max],
             network: network.clone(),
             model,
             device,
@@ -427,14 +431,9 @@ pub fn spike_triggered_averages(dataset: &Dataset, mean: &[f32]) -> Vec<f32> {
         .collect()
 }
 
-async fn read_back<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, ResultsError> {
-    tensor
-        .into_data_async()
-        .await
-        .map_err(|e| ResultsError::Device(format!("{e:?}")))?
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| ResultsError::Device(format!("{e:?}")))
+/// An image minus the mean image.
+pub(crate) fn centred(image: &[f32], mean: &[f32]) -> Vec<f32> {
+    image.iter().zip(mean).map(|(p, m)| p - m).collect()
 }
 
 /// Pearson correlation of two patterns (0 where either is flat).

@@ -90,7 +90,7 @@ mod tests {
         let filter = vec![1.0, -1.0, 2.0, 0.0];
         let same: Vec<f32> = filter.iter().map(|&v| (3.0 * v + 7.0) as f32).collect();
         let negated: Vec<f32> = filter.iter().map(|&v| (-v) as f32).collect();
-        assert!((similarity_to_truth(&same, &[filter.clone()]) - 1.0).abs() < 1e-9);
+        assert!((similarity_to_truth(&same, std::slice::from_ref(&filter)) - 1.0).abs() < 1e-9);
         assert!((similarity_to_truth(&negated, &[filter]) + 1.0).abs() < 1e-9);
     }
 

@@ -266,9 +266,9 @@ fn explain(args: &ExplainArgs) -> Result<(), Failure> {
     let truth: Option<GroundTruth> = match &truth_file {
         Some(path) => Some(
             std::fs::read_to_string(path)
-                .map_err(|e| e.to_string())
-                .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
-                .map_err(|e| bad(format!("{}: not a ground-truth file ({e})", path.display())))?,
+                .map_err(|e| format!("cannot read the file ({e})"))
+                .and_then(|text| GroundTruth::from_json(&text))
+                .map_err(|e| bad(format!("{}: {e}", path.display())))?,
         ),
         None => None,
     };

@@ -8,6 +8,7 @@ mod npz;
 
 use serde::Serialize;
 
+pub(crate) use network::read_back;
 pub use network::{LayerWeights, NetworkInfo, NetworkWeights, SavedNetwork, SeedArray};
 pub use npz::NpzBuilder;
 

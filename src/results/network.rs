@@ -55,7 +55,9 @@ pub struct NetworkWeights {
 /// One array of the seed's `network_manualsave` file: name, shape, values (row-major).
 pub type SeedArray = (String, Vec<usize>, Vec<f32>);
 
-async fn read_back<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, ResultsError> {
+/// A tensor's values on the host, read back asynchronously (the browser forbids blocking
+/// read-backs on WebGPU).
+pub(crate) async fn read_back<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, ResultsError> {
     tensor
         .into_data_async()
         .await

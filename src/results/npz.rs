@@ -78,6 +78,22 @@ impl NpzBuilder {
         self.npy(name, &[values.len()], &values)
     }
 
+    /// A 2-d int64 array, one row per list (all of one length).
+    pub fn index_table(
+        &mut self,
+        name: &str,
+        rows: &[Vec<usize>],
+    ) -> Result<&mut Self, ResultsError> {
+        let width = rows.first().map_or(0, Vec::len);
+        if rows.iter().any(|row| row.len() != width) {
+            return Err(ResultsError::Write(format!(
+                "{name}: rows of different lengths"
+            )));
+        }
+        let values: Vec<i64> = rows.iter().flatten().map(|&v| v as i64).collect();
+        self.npy(name, &[rows.len(), width], &values)
+    }
+
     pub fn scalar_f64(&mut self, name: &str, value: f64) -> Result<&mut Self, ResultsError> {
         self.npy(name, &[], &[value])
     }

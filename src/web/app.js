@@ -729,6 +729,8 @@ function pearsonClick(event) {
 function openNeuron(neuron) {
   state.inside.focus(neuron);
   $("inside-section").scrollIntoView({ behavior: "smooth", block: "start" });
+  // Keyboard users land where the neuron's views are.
+  $("neuron-select").focus({ preventScroll: true });
 }
 
 function download(button) {

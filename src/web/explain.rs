@@ -57,8 +57,7 @@ impl WebExplainer {
         let mut explainer =
             Explainer::new(&network, &dataset.inner, &device.device).map_err(error)?;
         if let Some(text) = truth_json {
-            let truth: GroundTruth = serde_json::from_str(&text)
-                .map_err(|e| error(format!("the ground-truth file is unreadable: {e}")))?;
+            let truth = GroundTruth::from_json(&text).map_err(error)?;
             explainer = explainer.with_truth(&truth).map_err(error)?;
         }
         Ok(WebExplainer {

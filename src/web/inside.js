@@ -25,6 +25,9 @@ export function createInside({ engine, $, context, save }) {
     s.worker.onmessage = (event) => onMessage(event.data);
     s.worker.onerror = (event) => {
       event.preventDefault();
+      // A crashed worker is not reused: the next request starts a fresh one.
+      s.worker.terminate();
+      s.worker = null;
       onMessage({ token: s.token, type: "error", message: event.message || "the inspector crashed" });
     };
     return s.worker;
@@ -125,13 +128,16 @@ export function createInside({ engine, $, context, save }) {
         setStatus(`All ${s.overview.n_neurons} neurons' preferred images are ready (${seconds(msg.ms)} in all).`);
         $("inside-progress").value = 1;
         break;
-      case "error":
+      case "error": {
+        // The views go (their data may be half there); the message stays, and the button
+        // can try again.
+        close();
         document.body.dataset.inside = "error";
         showError(msg.message);
         setStatus("");
-        s.opened = null; // so that the button can try again
-        $("inside-button").disabled = false;
+        $("inside-button").disabled = !context().ok;
         break;
+      }
     }
   }
 
@@ -252,7 +258,7 @@ export function createInside({ engine, $, context, save }) {
     const shape = [o.height, o.width];
     const pixels = o.height * o.width;
     const slice = (values) => values.slice(neuron * pixels, (neuron + 1) * pixels);
-    const predictedColumn = o.predicted.filter((_, k) => k % o.n_neurons === neuron);
+    const predictedColumn = column(o.predicted, neuron, [...Array(o.n_images).keys()]);
     const best = Math.max(...predictedColumn);
     const worst = Math.min(...predictedColumn);
     const truth = o.truth && o.truth[neuron];
@@ -261,6 +267,7 @@ export function createInside({ engine, $, context, save }) {
       const result = s.results.get(`${neuron}:${direction}`);
       const canvas = $(direction === "excite" ? "tile-preferred" : "tile-suppressive");
       const text = $(direction === "excite" ? "preferred-text" : "suppressive-text");
+      const label = direction === "excite" ? "Preferred" : "Most suppressive";
       if (!result) {
         putSigned(canvas, new Array(pixels).fill(0), shape, 1);
         text.textContent = "computing…";
@@ -268,19 +275,24 @@ export function createInside({ engine, $, context, save }) {
         continue;
       }
       putSigned(canvas, minus(result.image, o.mean_image), shape);
-      const than = direction === "excite" ? `best data image ${best.toFixed(2)}` : `lowest data image ${worst.toFixed(2)}`;
-      text.textContent = `rate ${result.rate.toFixed(2)} (${than}) · agreement of starts ${result.consistency.toFixed(2)}` +
-        match(result.truth_similarity);
-      canvas.setAttribute("aria-label", `${direction === "excite" ? "Preferred" : "Most suppressive"} image of neuron ${neuron + 1}: ${text.textContent}`);
+      // Below zero the rate is 0 however strong the suppression: the drive says how strong.
+      const figure = direction === "excite"
+        ? `rate ${result.rate.toFixed(2)} (best data image ${best.toFixed(2)})`
+        : `rate ${result.rate.toFixed(2)}, drive ${result.drive.toFixed(2)} (lowest data image's rate ${worst.toFixed(2)})`;
+      text.textContent = `${figure} · agreement of starts ${result.consistency.toFixed(2)}${match(result.truth_similarity)}`;
+      canvas.setAttribute("aria-label", `${label} image of neuron ${neuron + 1}: ${text.textContent}`);
     }
     putSigned($("tile-rf"), slice(o.rf), shape);
     $("rf-text").textContent = `gradient at the average image${match(truth && truth.rf_similarity)}`;
+    $("tile-rf").setAttribute("aria-label", `Receptive-field estimate of neuron ${neuron + 1}: ${$("rf-text").textContent}`);
     putSigned($("tile-sta"), slice(o.sta), shape);
     $("sta-text").textContent = `rate-weighted average image${match(truth && truth.sta_similarity)}`;
+    $("tile-sta").setAttribute("aria-label", `Spike-triggered average of neuron ${neuron + 1}: ${$("sta-text").textContent}`);
     $("truth-figure").hidden = !truth;
     if (truth) {
       putSigned($("tile-truth"), truth.filter, shape);
       $("truth-text").textContent = `${truth.cell_type} cell`;
+      $("tile-truth").setAttribute("aria-label", `True filter of neuron ${neuron + 1}, a ${truth.cell_type} cell in the simulation`);
     }
     document.body.dataset.neuron = String(neuron);
   }
@@ -308,7 +320,13 @@ export function createInside({ engine, $, context, save }) {
   function focus(neuron) {
     if (!s.overview) {
       s.neuron = neuron;
-      if (!s.opened) open(neuron);
+      if (!s.opened) {
+        open(neuron);
+      } else {
+        // Open but still computing the overview: the worker queues it first.
+        s.focusAt = performance.now();
+        s.worker.postMessage({ type: "focus", token: s.token, neuron });
+      }
       return;
     }
     showNeuron(neuron);

@@ -23,7 +23,11 @@ self.onmessage = async (event) => {
     const s = { token: msg.token, closed: false, focus: [], done: new Set(), explainer: null, dataset: null };
     if (msg.focus !== undefined) s.focus.push(msg.focus);
     session = s;
-    await ready;
+    try {
+      await ready;
+    } catch (error) {
+      return fail(s, `the engine could not be loaded in the inspector: ${error}`);
+    }
     if (s.closed) return;
     open(msg, s).catch((error) => (s.closed ? release(s) : fail(s, error)));
   } else if (msg.type === "focus" && session && session.token === msg.token) {

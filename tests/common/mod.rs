@@ -50,3 +50,13 @@ pub fn kohn_session(file: &str) -> Option<Vec<u8>> {
 }
 
 pub const SESSION_07: &str = "07mean50ms_smallim_d2_crop.mat";
+
+/// The bundled demo session (`data/simulated-v1.mat`).
+pub fn demo_dataset() -> v1_predictor::data::Dataset {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/simulated-v1.mat"
+    ))
+    .unwrap();
+    v1_predictor::data::read_mat("simulated-v1.mat", &bytes).unwrap()
+}

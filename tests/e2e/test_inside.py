@@ -7,6 +7,7 @@ import time
 import numpy as np
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from test_page import ARTIFACTS, SMALL, canvas_has_drawing, open_page, stored_runs, wait_download, wait_state
@@ -58,14 +59,31 @@ def test_inside_views_on_the_cpu_reveal_every_neuron(driver, base_url):
     table = [row.find_elements(By.TAG_NAME, "td")[2].get_attribute("textContent")
              for row in driver.find_elements(By.CSS_SELECTOR, "#neuron-table tr")[1:]]
     shown = [float(re.search(r"r = (-?[\d.]+)", o.text).group(1)) for o in options]
+    assert len(table) == len(shown) == 40
     assert all(abs(float(t) - s) <= 0.0051 for t, s in zip(table, shown)), (table, shown)
+
+    # The stimulus browser: another evaluation image, other rates.
+    caption = driver.find_element(By.ID, "stimulus-caption").text
+    stimulus = Select(driver.find_element(By.ID, "stimulus-select"))
+    assert len(stimulus.options) == 51
+    stimulus.select_by_index(5)
+    assert driver.find_element(By.ID, "stimulus-caption").text != caption
+    assert f"Image {int(stimulus.options[5].get_attribute('value')) + 1}:" in driver.find_element(By.ID, "stimulus-caption").text
+
+    # From the keyboard: a neuron's number in the per-neuron table opens it.
+    button = driver.find_element(By.CSS_SELECTOR, "#neuron-table button[data-neuron='4']")
+    driver.execute_script("arguments[0].scrollIntoView()", button)
+    button.send_keys(Keys.ENTER)
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script("return document.body.dataset.neuron") == "4")
+    assert driver.switch_to.active_element.get_attribute("id") == "neuron-select"
 
     # A click on a bar in the right part of the Pearson plot opens a neuron there (bars are in
     # neuron order), and its preferred image arrives within seconds.
     canvas = driver.find_element(By.ID, "pearson-canvas")
+    before = driver.execute_script("return document.body.dataset.neuron")
     clicked = time.time()
     ActionChains(driver).move_to_element_with_offset(canvas, int(canvas.size["width"] * 0.3), 0).click().perform()
-    WebDriverWait(driver, 10).until(lambda d: d.execute_script("return document.body.dataset.neuron") != "0")
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script("return document.body.dataset.neuron") != before)
     neuron = int(driver.execute_script("return document.body.dataset.neuron"))
     assert 20 <= neuron < 40, neuron
     assert Select(driver.find_element(By.ID, "neuron-select")).first_selected_option.get_attribute("value") == str(neuron)
@@ -79,6 +97,7 @@ def test_inside_views_on_the_cpu_reveal_every_neuron(driver, base_url):
     print(f"all preferred images in {driver.execute_script('return document.body.dataset.insideMs')} ms")
     rate, best_data, agreement = preferred_figures(driver)
     assert -1 <= agreement <= 1
+    assert rate > best_data, (rate, best_data)
     ARTIFACTS.mkdir(exist_ok=True)
     driver.execute_script("document.getElementById('inside-section').scrollIntoView()")
     driver.save_screenshot(str(ARTIFACTS / "inside-the-network.png"))
@@ -101,9 +120,11 @@ def test_inside_views_on_webgpu(driver, base_url):
     assert driver.execute_script("return document.body.dataset.insideBackend") == "wgpu"
     assert tile_drawn(driver, "filters-canvas") > 50
     assert tile_drawn(driver, "tile-rf") > 100
-    # The next neuron's images come first, on the GPU.
-    driver.find_element(By.ID, "neuron-next").click()
-    assert driver.execute_script("return document.body.dataset.neuron") == "1"
+    # A neuron from the end of the queue (inverted 8 at a time) jumps it, on the GPU: its
+    # images come while most neurons' are still waiting.
+    Select(driver.find_element(By.ID, "neuron-select")).select_by_value("33")
+    assert driver.execute_script("return document.body.dataset.neuron") == "33"
     WebDriverWait(driver, 900).until(lambda d: "rate" in d.find_element(By.ID, "preferred-text").text)
-    print(f"WebGPU (SwiftShader): neuron 2's views after {driver.execute_script('return document.body.dataset.neuronViewMs')} ms")
+    print(f"WebGPU (SwiftShader): neuron 34's views after {driver.execute_script('return document.body.dataset.neuronViewMs')} ms")
+    assert int(driver.execute_script("return document.body.dataset.insideDone")) < 40
     assert tile_drawn(driver, "tile-preferred") > 100

@@ -65,3 +65,37 @@ def test_exports_load_in_numpy_and_the_seed_forward_gives_the_reported_r(run, tm
         rows = list(csv.DictReader(f))
     assert len(rows) == len(r_exported)
     np.testing.assert_allclose([float(row["pearson_r"]) for row in rows], r_exported)
+
+
+def test_explain_arrays_load_in_numpy_with_the_documented_names_and_shapes(tmp_path):
+    """`v1p explain` on a network `v1p train --out` saved: every array the README lists, in
+    its shape, and the preferred images' rates re-checked against the predictions."""
+    subprocess.run([str(V1P), "train", "--data", str(DEMO), "--out", str(tmp_path), *RUNS["seed network"]],
+                   check=True, capture_output=True)
+    network = next(tmp_path.glob("network_*.bpk"))
+    subprocess.run([str(V1P), "explain", "--network", str(network), "--data", str(DEMO), "--out", str(tmp_path),
+                    "--steps", "20"], check=True, capture_output=True)
+    views = np.load(next(tmp_path.glob("explain_[0-9]*.npz")))
+    n_images, n, size = 270, 40, 33
+    filters = views["conv1_filters"]
+    assert filters.ndim == 3 and filters.shape[1] == filters.shape[2]
+    assert views["mean_image"].shape == (size, size) and float(views["budget"]) > 0
+    for name in ["predicted", "measured"]:
+        assert views[name].shape == (n_images, n), name
+    for name in ["rf", "sta", "preferred", "suppressive", "true_filter"]:
+        assert views[name].shape == (n, size, size), name
+    for name in ["rval", "preferred_rate", "preferred_consistency", "suppressive_rate", "suppressive_consistency",
+                 "rf_truth_similarity", "sta_truth_similarity", "preferred_truth_similarity"]:
+        assert views[name].shape == (n,), name
+    for name in ["top_measured", "top_predicted"]:
+        assert views[name].shape == (n, 6) and views[name].dtype == np.int64, name
+    # The top stimuli are the images with the highest measured rates, best first.
+    best = views["top_measured"][:, 0]
+    np.testing.assert_array_equal(views["measured"][best, np.arange(n)], views["measured"].max(axis=0))
+    assert views["evaltrials"].dtype == np.int64 and len(views["evaltrials"]) == 52
+    assert views["cell_types"].item().split(",")[:4] == ["simple"] * 4
+    # Preferred images are predicted above every data image for most neurons, and stay within
+    # the budget around the mean image.
+    assert np.count_nonzero(views["preferred_rate"] > views["predicted"].max(axis=0)) >= 30
+    distance = np.sqrt(((views["preferred"] - views["mean_image"]) ** 2).sum(axis=(1, 2)))
+    assert np.all(distance <= float(views["budget"]) * 1.0001)
