@@ -128,19 +128,8 @@ pub fn explain_files(
         &[n],
         &field(&suppress, |r| r.consistency),
     )?;
-    let top =
-        |lists: &[Vec<usize>]| -> Vec<f64> { lists.iter().flatten().map(|&i| i as f64).collect() };
-    let width_top = overview.top_measured.first().map_or(0, Vec::len);
-    npz.f64s(
-        "top_measured",
-        &[n, width_top],
-        &top(&overview.top_measured),
-    )?
-    .f64s(
-        "top_predicted",
-        &[n, width_top],
-        &top(&overview.top_predicted),
-    )?;
+    npz.index_table("top_measured", &overview.top_measured)?
+        .index_table("top_predicted", &overview.top_predicted)?;
     if let Some(truth) = &overview.truth {
         let filters: Vec<f32> = truth.iter().flat_map(|t| t.filter.clone()).collect();
         npz.f32s("true_filter", &[n, h, w], &filters)?
