@@ -5,6 +5,7 @@ import re
 import time
 
 import numpy as np
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -70,16 +71,29 @@ def test_inside_views_on_the_cpu_reveal_every_neuron(driver, base_url):
     assert driver.find_element(By.ID, "stimulus-caption").text != caption
     assert f"Image {int(stimulus.options[5].get_attribute('value')) + 1}:" in driver.find_element(By.ID, "stimulus-caption").text
 
-    # From the keyboard: a neuron's number in the per-neuron table opens it.
-    button = driver.find_element(By.CSS_SELECTOR, "#neuron-table button[data-neuron='4']")
-    driver.execute_script("arguments[0].scrollIntoView()", button)
-    button.send_keys(Keys.ENTER)
+    # From the keyboard: open the per-neuron table (Enter on its summary), then Enter on a
+    # neuron's number opens that neuron.
+    summary = driver.find_element(By.CSS_SELECTOR, "#plots-section details summary")
+    driver.execute_script("arguments[0].scrollIntoView()", summary)
+    summary.send_keys(Keys.ENTER)
+    # (Opening it resizes the section, which redraws the plots and rebuilds the table.)
+    time.sleep(1)
+    for attempt in range(5):
+        try:
+            button = driver.find_element(By.CSS_SELECTOR, "#neuron-table button[data-neuron='4']")
+            driver.execute_script("arguments[0].scrollIntoView()", button)
+            button.send_keys(Keys.ENTER)
+            break
+        except StaleElementReferenceException:
+            time.sleep(0.5)
     WebDriverWait(driver, 10).until(lambda d: d.execute_script("return document.body.dataset.neuron") == "4")
     assert driver.switch_to.active_element.get_attribute("id") == "neuron-select"
 
     # A click on a bar in the right part of the Pearson plot opens a neuron there (bars are in
     # neuron order), and its preferred image arrives within seconds.
     canvas = driver.find_element(By.ID, "pearson-canvas")
+    time.sleep(1)  # the previous step's smooth scroll ends
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
     before = driver.execute_script("return document.body.dataset.neuron")
     clicked = time.time()
     ActionChains(driver).move_to_element_with_offset(canvas, int(canvas.size["width"] * 0.3), 0).click().perform()
