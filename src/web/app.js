@@ -40,6 +40,7 @@ const state = {
   datasetTruth: null, // the demo data's ground-truth file (text), for the inside views
   inside: null, // section 5's controller (inside.js)
   barLayout: null, // where the Pearson plot's bars are, for clicks
+  neuronTableHtml: "", // what the per-neuron table shows now
   live: null, // the run in the worker: what it trains on (fixed when it starts), its report
   summary: null,
   report: null,
@@ -548,8 +549,14 @@ function describePlots(report) {
   if (!best) return;
   $("pearson-canvas").setAttribute("aria-label", `Pearson r per neuron for the best network (step ${best.step}): mean ${best.mean_r.toFixed(3)}, lowest ${Math.min(...best.r).toFixed(3)}, highest ${Math.max(...best.r).toFixed(3)}.`);
   const types = state.cellTypes.length === best.r.length;
-  $("neuron-table").innerHTML = `<tr><th>neuron</th>${types ? "<th>true cell type</th>" : ""}<th>Pearson r</th><th>eval loss</th><th>baseline loss</th></tr>` +
+  const table = `<tr><th>neuron</th>${types ? "<th>true cell type</th>" : ""}<th>Pearson r</th><th>eval loss</th><th>baseline loss</th></tr>` +
     best.r.map((r, i) => `<tr><td><button type="button" class="link" data-neuron="${i}" aria-label="look inside neuron ${i + 1}">${i + 1}</button></td>${types ? `<td>${escapeHtml(state.cellTypes[i])}</td>` : ""}<td>${r.toFixed(3)}</td><td>${best.eval_loss_per_neuron[i].toFixed(4)}</td><td>${report.baseline_loss_per_neuron[i].toFixed(4)}</td></tr>`).join("");
+  // Rebuilt only when it changes: a redraw (every 300 ms while training, or on a resize) must
+  // not take the keyboard focus away from a neuron's button.
+  if (table !== state.neuronTableHtml) {
+    $("neuron-table").innerHTML = table;
+    state.neuronTableHtml = table;
+  }
 }
 
 // ---------- wiring ----------

@@ -5,7 +5,6 @@ import re
 import time
 
 import numpy as np
-from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -76,16 +75,11 @@ def test_inside_views_on_the_cpu_reveal_every_neuron(driver, base_url):
     summary = driver.find_element(By.CSS_SELECTOR, "#plots-section details summary")
     driver.execute_script("arguments[0].scrollIntoView()", summary)
     summary.send_keys(Keys.ENTER)
-    # (Opening it resizes the section, which redraws the plots and rebuilds the table.)
+    # (Opening it resizes the section, which redraws the plots: the table must survive that.)
+    button = driver.find_element(By.CSS_SELECTOR, "#neuron-table button[data-neuron='4']")
     time.sleep(1)
-    for attempt in range(5):
-        try:
-            button = driver.find_element(By.CSS_SELECTOR, "#neuron-table button[data-neuron='4']")
-            driver.execute_script("arguments[0].scrollIntoView()", button)
-            button.send_keys(Keys.ENTER)
-            break
-        except StaleElementReferenceException:
-            time.sleep(0.5)
+    driver.execute_script("arguments[0].scrollIntoView()", button)
+    button.send_keys(Keys.ENTER)
     WebDriverWait(driver, 10).until(lambda d: d.execute_script("return document.body.dataset.neuron") == "4")
     assert driver.switch_to.active_element.get_attribute("id") == "neuron-select"
 
