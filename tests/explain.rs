@@ -204,6 +204,26 @@ fn along(gradient: &[f32], rms: f32) -> Vec<f32> {
     gradient.iter().map(|g| g * scale).collect()
 }
 
+/// The smallest relative error |finite − analytic| / |analytic| over the step sizes (RMS grey
+/// levels per pixel) `directional_at` is tried with, and every (step, finite, analytic).
+fn best_quotient(
+    steps: &[f32],
+    directional_at: impl Fn(f32) -> (f64, f64),
+) -> (f64, Vec<(f32, f64, f64)>) {
+    let errors: Vec<(f32, f64, f64)> = steps
+        .iter()
+        .map(|&rms| {
+            let (finite, analytic) = directional_at(rms);
+            (rms, finite, analytic)
+        })
+        .collect();
+    let best = errors
+        .iter()
+        .map(|(_, f, a)| (f - a).abs() / a.abs())
+        .fold(f64::MAX, f64::min);
+    (best, errors)
+}
+
 #[test]
 fn the_receptive_field_estimate_is_the_gradient_finite_differences_give() {
     let explainer = explainer();
@@ -233,18 +253,9 @@ fn the_receptive_field_estimate_is_the_gradient_finite_differences_give() {
         for (k, (point, gradient)) in points.iter().enumerate() {
             // Large steps cross kinks (the mean image's max-pool windows are near ties), tiny
             // ones drown in f32 rounding: between them the quotient must meet the gradient.
-            let errors: Vec<(f32, f64, f64)> = [0.05, 0.02, 0.01, 0.005]
-                .into_iter()
-                .map(|rms| {
-                    let (finite, analytic) =
-                        directional(&explainer, point, gradient, &along(gradient, rms), neuron);
-                    (rms, finite, analytic)
-                })
-                .collect();
-            let best = errors
-                .iter()
-                .map(|(_, f, a)| (f - a).abs() / a.abs())
-                .fold(f64::MAX, f64::min);
+            let (best, errors) = best_quotient(&[0.05, 0.02, 0.01, 0.005], |rms| {
+                directional(&explainer, point, gradient, &along(gradient, rms), neuron)
+            });
             assert!(best <= 0.03, "neuron {neuron}, point {k}: {errors:?}");
         }
         // Along random smooth directions too (a gradient of the right size along itself but
@@ -252,19 +263,10 @@ fn the_receptive_field_estimate_is_the_gradient_finite_differences_give() {
         for (k, (point, gradient)) in points.iter().enumerate().skip(1) {
             let smooth =
                 smooth_direction(overview.height, overview.width, (neuron * 10 + k) as u64);
-            let errors: Vec<(f32, f64, f64)> = [0.5, 0.2, 0.1, 0.05, 0.02]
-                .into_iter()
-                .map(|rms| {
-                    let step: Vec<f32> = smooth.iter().map(|v| v * rms).collect();
-                    let (finite, analytic) =
-                        directional(&explainer, point, gradient, &step, neuron);
-                    (rms, finite, analytic)
-                })
-                .collect();
-            let best = errors
-                .iter()
-                .map(|(_, f, a)| (f - a).abs() / a.abs())
-                .fold(f64::MAX, f64::min);
+            let (best, errors) = best_quotient(&[0.5, 0.2, 0.1, 0.05, 0.02], |rms| {
+                let step: Vec<f32> = smooth.iter().map(|v| v * rms).collect();
+                directional(&explainer, point, gradient, &step, neuron)
+            });
             // Looser than along the gradient: along a random direction the change is ~30×
             // smaller, and the quotients of a few neuron/image pairs stay 10–15 % off at every
             // step size (measured). A wrong direction of the right size is off by ~100 %.
