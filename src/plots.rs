@@ -63,6 +63,16 @@ pub fn draw_legend<'a, DB: DrawingBackend + 'a>(
         .map_err(plot_error)
 }
 
+/// The axis label under bar slot `x` of a per-neuron bar plot: the slot's neuron, numbered
+/// from 1 as on the page, on every `every`-th slot (crowded axes would overlap).
+pub fn neuron_label(order: &[usize], every: usize, x: f64) -> String {
+    let slot = x.floor() as usize;
+    match order.get(slot) {
+        Some(neuron) if slot.is_multiple_of(every) => (neuron + 1).to_string(),
+        _ => String::new(),
+    }
+}
+
 /// Where the Pearson plot's bars lie, in backend pixels: the first bar's left edge, the last
 /// bar's right edge, and the neuron of each slot — so a click can pick a neuron.
 #[derive(Clone, Debug, Serialize)]
@@ -276,14 +286,7 @@ pub fn draw_pearson<DB: DrawingBackend>(
         })
         .y_desc("Pearson r (evaluation images)")
         .x_labels(n.min(40))
-        .x_label_formatter(&|x| {
-            let i = x.floor() as usize;
-            if i < n && i.is_multiple_of(label_every) {
-                (order[i] + 1).to_string()
-            } else {
-                String::new()
-            }
-        })
+        .x_label_formatter(&|x| neuron_label(&order, label_every, *x))
         .label_style(o.font(13.0))
         .axis_desc_style(o.font(15.0))
         .draw()
@@ -385,4 +388,18 @@ pub fn training_pngs(
         ));
     }
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::neuron_label;
+
+    #[test]
+    fn bar_labels_name_the_slot_neuron_from_one_on_every_kth_slot() {
+        let order = [2, 0, 1, 3];
+        let labels: Vec<String> = (0..5)
+            .map(|slot| neuron_label(&order, 2, slot as f64 + 0.5))
+            .collect();
+        assert_eq!(labels, ["3", "", "2", "", ""]);
+    }
 }

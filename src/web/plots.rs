@@ -228,38 +228,14 @@ fn draw_scatter(
         .chain(&best_b.r)
         .copied()
         .fold(-0.1f64, f64::min);
-    let mut chart = ChartBuilder::on(area)
-        .caption("Pearson r per neuron: run A vs run B", o.font(17.0))
-        .margin(o.px(10.0))
-        .x_label_area_size(o.px(40.0))
-        .y_label_area_size(o.px(50.0))
-        .build_cartesian_2d(low..1.0, low..1.0)
-        .map_err(plot_error)?;
-    chart
-        .configure_mesh()
-        .x_desc(format!("r, A: {}", a.label))
-        .y_desc(format!("r, B: {}", b.label))
-        .label_style(o.font(13.0))
-        .axis_desc_style(o.font(14.0))
-        .light_line_style(WHITE.mix(0.0))
-        .draw()
-        .map_err(plot_error)?;
-    chart
-        .draw_series(LineSeries::new(
-            vec![(low, low), (1.0, 1.0)],
-            GREY.stroke_width(1),
-        ))
-        .map_err(plot_error)?;
-    let dot = o.px(4.0).max(2);
-    chart
-        .draw_series(
-            best_a
-                .r
-                .iter()
-                .zip(&best_b.r)
-                .map(|(&x, &y)| Circle::new((x, y), dot, BLUE.mix(0.75).filled())),
-        )
-        .map_err(plot_error)?;
+    let chart = identity_scatter(
+        area,
+        o,
+        "Pearson r per neuron: run A vs run B".to_string(),
+        [format!("r, A: {}", a.label), format!("r, B: {}", b.label)],
+        low..1.0,
+        best_a.r.iter().copied().zip(best_b.r.iter().copied()),
+    )?;
     let better = best_a
         .r
         .iter()
@@ -286,6 +262,45 @@ fn draw_scatter(
         .map_err(plot_error)?;
     }
     Ok(())
+}
+
+/// The same range on both axes, the identity line (where x = y) and a dot per point: what
+/// the comparison of two runs and the predicted-vs-measured plot share.
+fn identity_scatter<'a>(
+    area: &'a DrawingArea<MeasuredCanvas, Shift>,
+    o: &PlotOptions,
+    caption: String,
+    [x_desc, y_desc]: [String; 2],
+    range: std::ops::Range<f64>,
+    points: impl Iterator<Item = (f64, f64)>,
+) -> Result<plots::Chart<'a, MeasuredCanvas>, JsValue> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, o.font(16.0))
+        .margin(o.px(10.0))
+        .x_label_area_size(o.px(40.0))
+        .y_label_area_size(o.px(50.0))
+        .build_cartesian_2d(range.clone(), range.clone())
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(o.font(13.0))
+        .axis_desc_style(o.font(14.0))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(plot_error)?;
+    chart
+        .draw_series(LineSeries::new(
+            vec![(range.start, range.start), (range.end, range.end)],
+            GREY.stroke_width(1),
+        ))
+        .map_err(plot_error)?;
+    let dot = o.px(4.0).max(2);
+    chart
+        .draw_series(points.map(|p| Circle::new(p, dot, BLUE.mix(0.75).filled())))
+        .map_err(plot_error)?;
+    Ok(chart)
 }
 
 fn note(
@@ -328,44 +343,21 @@ pub fn draw_neuron_scatter(
         .copied()
         .fold(0.1f64, f64::max)
         * 1.05;
-    let mut chart = ChartBuilder::on(&area)
-        .caption(
-            format!(
-                "Neuron {}: predicted vs measured, r = {:.3}",
-                d.neuron + 1,
-                d.r
-            ),
-            o.font(16.0),
-        )
-        .margin(o.px(10.0))
-        .x_label_area_size(o.px(40.0))
-        .y_label_area_size(o.px(50.0))
-        .build_cartesian_2d(0.0..top, 0.0..top)
-        .map_err(plot_error)?;
-    chart
-        .configure_mesh()
-        .x_desc("measured rate (spikes / 50 ms)")
-        .y_desc("predicted rate")
-        .label_style(o.font(12.0))
-        .axis_desc_style(o.font(13.0))
-        .light_line_style(WHITE.mix(0.0))
-        .draw()
-        .map_err(plot_error)?;
-    chart
-        .draw_series(LineSeries::new(
-            vec![(0.0, 0.0), (top, top)],
-            GREY.stroke_width(1),
-        ))
-        .map_err(plot_error)?;
-    let dot = o.px(3.5).max(2);
-    chart
-        .draw_series(
-            d.measured
-                .iter()
-                .zip(&d.predicted)
-                .map(|(&x, &y)| Circle::new((x, y), dot, BLUE.mix(0.7).filled())),
-        )
-        .map_err(plot_error)?;
+    identity_scatter(
+        &area,
+        &o,
+        format!(
+            "Neuron {}: predicted vs measured, r = {:.3}",
+            d.neuron + 1,
+            d.r
+        ),
+        [
+            "measured rate (spikes / 50 ms)".to_string(),
+            "predicted rate".to_string(),
+        ],
+        0.0..top,
+        d.measured.iter().copied().zip(d.predicted.iter().copied()),
+    )?;
     area.present().map_err(plot_error)?;
     Ok(())
 }
@@ -407,21 +399,14 @@ pub fn draw_stimulus_rates(
         .y_label_area_size(o.px(50.0))
         .build_cartesian_2d(0.0..n as f64, 0.0..top)
         .map_err(plot_error)?;
-    let label_every = (n / 20).max(1);
+    let in_order: Vec<usize> = (0..n).collect();
     chart
         .configure_mesh()
         .disable_x_mesh()
         .x_desc("neuron")
         .y_desc("rate (spikes / 50 ms)")
         .x_labels(n.min(40))
-        .x_label_formatter(&|x| {
-            let i = x.floor() as usize;
-            if i < n && i.is_multiple_of(label_every) {
-                (i + 1).to_string()
-            } else {
-                String::new()
-            }
-        })
+        .x_label_formatter(&|x| plots::neuron_label(&in_order, (n / 20).max(1), *x))
         .label_style(o.font(12.0))
         .axis_desc_style(o.font(13.0))
         .draw()
