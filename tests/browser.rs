@@ -16,6 +16,10 @@ use wasm_bindgen_test::*;
 wasm_bindgen_test_configure!(run_in_browser);
 
 const SESSION_07: &str = "07mean50ms_smallim_d2_crop.mat";
+// GPU calls of the seed network, with margin (see `webgpu_dispatches_per_training_step_and_evaluation`):
+// measured 53.1 per step and 13 per evaluation with Burn's fusion, 82 and 19 without.
+const DISPATCHES_PER_STEP_BOUND: f64 = 60.0;
+const DISPATCHES_PER_EVAL_BOUND: f64 = 16.0;
 
 async fn fetch_bytes(url: &str) -> Vec<u8> {
     let window = web_sys::window().expect("a window");
@@ -190,4 +194,114 @@ async fn the_inside_views_agree_on_webgpu_and_cpu() {
         assert_eq!((g.neuron, g.direction), (c.neuron, c.direction));
         close(&g.image, &c.image, "inverted image");
     }
+}
+
+/// Counts what the engine asks of the GPU: compute dispatches (kernel launches), queue submits
+/// and host→device uploads, by wrapping the browser's WebGPU methods. On a real GPU each
+/// dispatch costs microseconds whatever its size, so their number decides the step time there;
+/// the count is deterministic, so it can be measured on SwiftShader.
+fn count_gpu_calls() {
+    js_sys::eval(
+        r#"if (!globalThis.__gpuCalls) {
+  const calls = (globalThis.__gpuCalls = { dispatches: 0, submits: 0, uploads: 0, kernels: {} });
+  const wrap = (proto, name, key) => {
+    const original = proto[name];
+    proto[name] = function (...args) {
+      calls[key] += 1;
+      if (key === "dispatches") calls.kernels[this.__kernel] = (calls.kernels[this.__kernel] || 0) + 1;
+      return original.apply(this, args);
+    };
+  };
+  wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroups", "dispatches");
+  wrap(GPUComputePassEncoder.prototype, "dispatchWorkgroupsIndirect", "dispatches");
+  wrap(GPUQueue.prototype, "submit", "submits");
+  wrap(GPUQueue.prototype, "writeBuffer", "uploads");
+  const setPipeline = GPUComputePassEncoder.prototype.setPipeline;
+  GPUComputePassEncoder.prototype.setPipeline = function (pipeline) {
+    this.__kernel = (pipeline.label || "unlabelled").slice(0, 60);
+    return setPipeline.call(this, pipeline);
+  };
+}
+for (const key of ["dispatches", "submits", "uploads"]) globalThis.__gpuCalls[key] = 0;
+globalThis.__gpuCalls.kernels = {};"#,
+    )
+    .expect("the counters install");
+}
+
+/// [dispatches, submits, uploads] since the last `count_gpu_calls`.
+fn gpu_calls() -> [f64; 3] {
+    let counts = js_sys::eval("[__gpuCalls.dispatches, __gpuCalls.submits, __gpuCalls.uploads]")
+        .expect("the counters exist");
+    let counts: js_sys::Array = counts.dyn_into().unwrap();
+    [0, 1, 2].map(|i| counts.get(i).as_f64().unwrap())
+}
+
+#[wasm_bindgen_test]
+async fn webgpu_dispatches_per_training_step_and_evaluation() {
+    use v1_predictor::training::{images_and_rates, predict};
+    const STEPS: usize = 10;
+    let gpu = backend::init(BackendKind::Wgpu)
+        .await
+        .expect("WebGPU starts");
+    let data = demo();
+    // The seed's network and batch (plain SGD), evaluated after updates 2 and 2 + STEPS.
+    let config = TrainingConfig::new()
+        .with_max_steps(1000)
+        .with_eval_every(STEPS);
+    let mut trainer = Trainer::new(config, data.clone(), &gpu.device).unwrap();
+    // Warm up: kernels compiled, buffers allocated, the first evaluation read back.
+    let first = trainer.advance(100).await.unwrap();
+    assert!(first.evaluation.is_some());
+    count_gpu_calls();
+    let progress = trainer.advance(100).await.unwrap();
+    assert_eq!(progress.steps_done, 2 + STEPS);
+    assert!(progress.evaluation.is_some());
+    let [
+        steps_and_eval,
+        steps_and_eval_submits,
+        steps_and_eval_uploads,
+    ] = gpu_calls();
+    let kernels = js_sys::eval(
+        "Object.entries(__gpuCalls.kernels).sort((a, b) => b[1] - a[1]).map(([k, n]) => `${n} ${k}`).join('; ')",
+    )
+    .unwrap()
+    .as_string()
+    .unwrap();
+    web_sys::console::log_1(
+        &format!("dispatches by kernel, {STEPS} steps + 1 evaluation: {kernels}").into(),
+    );
+
+    let all: Vec<usize> = (0..data.n_images).collect();
+    let (images, _) = images_and_rates(&data, &all, &gpu.device);
+    let model = trainer.best_model().expect("a best network").clone();
+    predict(&model, &images).await.unwrap();
+    count_gpu_calls();
+    predict(&model, &images).await.unwrap();
+    let [eval, eval_submits, eval_uploads] = gpu_calls();
+
+    let per_step = (steps_and_eval - eval) / STEPS as f64;
+    let per_step_submits = (steps_and_eval_submits - eval_submits) / STEPS as f64;
+    let per_step_uploads = (steps_and_eval_uploads - eval_uploads) / STEPS as f64;
+    web_sys::console::log_1(
+        &format!(
+            "GPU calls, seed network, batch 50, {} images: per training step {per_step} \
+             dispatches, {per_step_submits} submits, {per_step_uploads} uploads; per evaluation \
+             (forward pass of every image) {eval} dispatches, {eval_submits} submits, \
+             {eval_uploads} uploads",
+            data.n_images
+        )
+        .into(),
+    );
+    // A forward + backward + update of 8 parameter tensors cannot take fewer than ~20
+    // kernels; the bounds are today's counts with a margin, so a change that multiplies the
+    // launches fails here.
+    assert!(per_step >= 10.0, "{per_step} dispatches per step");
+    assert!(
+        per_step <= DISPATCHES_PER_STEP_BOUND,
+        "{per_step} dispatches per step"
+    );
+    assert!(
+        eval <= DISPATCHES_PER_EVAL_BOUND,
+        "{eval} dispatches per evaluation"
+    );
 }

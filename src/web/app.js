@@ -2,6 +2,8 @@
 // the inside views in inspector.js (driven by inside.js); this thread only parses files (for
 // the summary and errors) and draws.
 import { createInside } from "./inside.js";
+import { compileEngine, startEngine } from "./engine.js";
+import { webgpuAdapter } from "./compute.js";
 
 // The seed's flags, grouped and worded as its `--help`; `path` is where they sit in the
 // engine's TrainingConfig.
@@ -32,6 +34,7 @@ const $ = (id) => document.getElementById(id);
 const initialParams = new URLSearchParams(location.search);
 const state = {
   engine: null, // wasm bindings on this thread
+  module: null, // the compiled engine, handed to each worker
   files: null, // [[name, ArrayBuffer]] of the current dataset (sent to the worker)
   dataset: null, // the same, parsed on this thread
   datasetName: "",
@@ -60,27 +63,35 @@ const state = {
 
 // ---------- start-up ----------
 
-function whenEngineReady() {
-  return new Promise((resolve) => {
-    if (window.wasmBindings) resolve(window.wasmBindings);
-    else addEventListener("TrunkApplicationStarted", () => resolve(window.wasmBindings), { once: true });
-  });
+// The download is most of a first visit's wait on a slow link: say how far it has got.
+function showLoadProgress(loaded, total) {
+  const mb = (bytes) => (bytes / 1e6).toFixed(1);
+  $("engine-status").textContent = total
+    ? `Loading the engine… ${mb(loaded)} of ${mb(total)} MB`
+    : `Loading the engine… ${mb(loaded)} MB`;
 }
 
 async function main() {
   buildForm();
-  state.engine = await whenEngineReady();
+  try {
+    state.module = await compileEngine(showLoadProgress);
+    state.engine = await startEngine(state.module);
+  } catch (error) {
+    $("engine-status").textContent = `The engine could not be loaded (${error.message || error}). Reload the page to try again.`;
+    return;
+  }
   applyConfig(state.engine.presetConfig("seed"));
   applyUrl();
-  state.inside = createInside({ engine: state.engine, $, context: insideContext, save: saveBlob });
+  state.inside = createInside({ engine: state.engine, module: state.module, $, context: insideContext, save: saveBlob });
   wireControls();
   await listBundledDatasets();
   setupCanvases();
   loadRuns();
   renderRuns();
-  $("engine-status").textContent = navigator.gpu
-    ? "Ready. This browser has WebGPU."
-    : "Ready. This browser has no WebGPU: training will run on the CPU (slower).";
+  const adapter = await webgpuAdapter();
+  $("engine-status").textContent = adapter.ok
+    ? `Ready. Training runs on this computer's GPU through WebGPU: ${adapter.name}.`
+    : `Ready. Training will run on the CPU (slower): ${adapter.reason}.`;
   document.body.dataset.readyMs = String(Math.round(performance.now()));
   document.body.dataset.ready = "true";
 }
@@ -295,6 +306,7 @@ async function readFiles(fileList, errorId = "data-error") {
 function startWorker() {
   if (state.worker) state.worker.terminate();
   state.worker = new Worker("worker.js", { type: "module" });
+  state.worker.postMessage({ type: "engine", module: state.module });
   state.worker.onmessage = (event) => onWorkerMessage(event.data);
   state.worker.onerror = (event) => {
     event.preventDefault();

@@ -7,7 +7,7 @@ const DIRECTIONS = ["excite", "suppress"];
 
 // `engine`: the wasm bindings (drawing); `context()`: what the shown run needs, or why it
 // cannot be opened; `save(blob, name)`: a download.
-export function createInside({ engine, $, context, save }) {
+export function createInside({ engine, module, $, context, save }) {
   const s = {
     worker: null,
     token: 0,
@@ -22,6 +22,7 @@ export function createInside({ engine, $, context, save }) {
   function worker() {
     if (s.worker) return s.worker;
     s.worker = new Worker("inspector.js", { type: "module" });
+    s.worker.postMessage({ type: "engine", module });
     s.worker.onmessage = (event) => onMessage(event.data);
     s.worker.onerror = (event) => {
       event.preventDefault();

@@ -3,10 +3,11 @@
 // It opens the shown run's network on the loaded data, sends the overview (filters,
 // predictions, receptive fields, STAs), then inverts every neuron — preferred and most
 // suppressive image — a few neurons at a time; a neuron the user clicks jumps the queue.
-import init, { WebDataset, WebExplainer, initBackend } from "./v1-predictor.js";
+import { WebDataset, WebExplainer, initBackend } from "./v1-predictor.js";
 import { chooseBackend } from "./compute.js";
+import { engineFromPage } from "./engine.js";
 
-const ready = init({ module_or_path: new URL("./v1-predictor_bg.wasm", import.meta.url) });
+const engine = engineFromPage();
 
 // Neurons inverted together (× 2 directions × the starts: one batch).
 const CHUNK = 8;
@@ -17,6 +18,7 @@ let session = null;
 
 self.onmessage = async (event) => {
   const msg = event.data;
+  if (engine.accept(msg)) return;
   if (msg.type === "open") {
     if (session) session.closed = true;
     // This request's own session: a newer one may replace `session` while this one awaits.
@@ -24,7 +26,7 @@ self.onmessage = async (event) => {
     if (msg.focus !== undefined) s.focus.push(msg.focus);
     session = s;
     try {
-      await ready;
+      await engine.ready;
     } catch (error) {
       return fail(s, `the engine could not be loaded in the inspector: ${error}`);
     }

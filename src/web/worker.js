@@ -1,9 +1,10 @@
 // The training worker: loads the same wasm engine as the page and trains in slices of steps,
 // so that the page never freezes and pause / resume / stop arrive between slices.
-import init, { WebDataset, WebTrainer, initBackend } from "./v1-predictor.js";
+import { WebDataset, WebTrainer, initBackend } from "./v1-predictor.js";
 import { chooseBackend } from "./compute.js";
+import { engineFromPage } from "./engine.js";
 
-const ready = init({ module_or_path: new URL("./v1-predictor_bg.wasm", import.meta.url) });
+const engine = engineFromPage();
 
 // One run at a time; `control` is how messages reach the loop between slices.
 let control = null;
@@ -11,10 +12,11 @@ const TARGET_SLICE_MS = 150;
 
 self.onmessage = async (event) => {
   const msg = event.data;
+  if (engine.accept(msg)) return;
   if (msg.type === "train") {
     if (control) control.stopped = true;
     control = { paused: false, stopped: false, wake: null };
-    await ready;
+    await engine.ready;
     train(msg, control).catch((error) => post({ type: "error", message: String(error && error.message || error) }));
   } else if (control) {
     if (msg.type === "pause") control.paused = true;

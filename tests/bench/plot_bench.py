@@ -18,7 +18,9 @@ driver.set_script_timeout(300)
 TIME_DRAWS = """
 const done = arguments[arguments.length - 1];
 const report = JSON.parse(localStorage.getItem('v1-predictor.runs')).slice(-1)[0].report;
-const e = window.wasmBindings, ratio = window.devicePixelRatio || 1;
+(async () => {
+// The page's own instance of the engine (older builds also put it on window.wasmBindings).
+const e = window.wasmBindings || await import('./v1-predictor.js'), ratio = window.devicePixelRatio || 1;
 const progress = [], pearson = [];
 for (let i = 0; i < 10; i++) {
   let t = performance.now();
@@ -28,7 +30,8 @@ for (let i = 0; i < 10; i++) {
   e.drawPearson(document.getElementById('pearson-canvas'), report, { scale: ratio });
   pearson.push(performance.now() - t);
 }
-done([progress, pearson]);"""
+done([progress, pearson]);
+})();"""
 
 results = {}
 servers = []
