@@ -1,0 +1,74 @@
+"""The page's CPU backend beside native `v1p`, at the same thread count (one), in one run.
+
+Both train the seed's network (batch 50, plain SGD) on the bundled demo data, evaluated only
+at the first and last step; ms per step in steady state is the difference of a long and a
+short run divided by the extra steps, so start-up (and, in the page, loading) cancels out.
+Rounds alternate page and native so that the machine's drift hits both alike; medians and
+the ratio page / native are printed.
+
+Usage: python3 tests/bench/page_vs_native.py [--rounds 3] V1P_BINARY [NAME=DIST_DIR …]
+(default DIST_DIR: dist/, built by `trunk build`)"""
+import argparse, json, os, pathlib, statistics, subprocess, sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "e2e"))
+from conftest import ROOT, chromium  # noqa: E402
+from page_load import serve  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+DEMO = ROOT / "data" / "simulated-v1.mat"
+SHORT, LONG = 10, 40
+
+
+def page_seconds(driver, base, steps):
+    driver.get(f"{base}/index.html?backend=cpu&max_steps={steps}&eval_every=100000")
+    WebDriverWait(driver, 300).until(lambda d: d.execute_script("return document.body.dataset.ready") == "true")
+    driver.find_element(By.ID, "train-button").click()
+    WebDriverWait(driver, 900).until(
+        lambda d: d.execute_script("return document.body.dataset.state") in ("finished", "error"))
+    assert driver.execute_script("return document.body.dataset.state") == "finished"
+    return float(driver.execute_script("return document.body.dataset.elapsedMs")) / 1000
+
+
+def native_seconds(binary, steps):
+    out = subprocess.run([binary, "train", "--backend", "cpu", "--data", str(DEMO), "--max_steps", str(steps),
+                          "--eval_every", "100000", "--json"], check=True, capture_output=True, text=True,
+                         env=dict(os.environ, RAYON_NUM_THREADS="1")).stdout
+    return json.loads(out)["timing"]["total_seconds"]
+
+
+def ms_per_step(seconds):
+    return (seconds(LONG) - seconds(SHORT)) * 1000 / (LONG - SHORT)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("binary")
+    parser.add_argument("builds", nargs="*", help="NAME=DIST_DIR")
+    args = parser.parse_args()
+    builds = dict(item.split("=", 1) for item in args.builds) or {"page": str(ROOT / "dist")}
+    servers = {name: serve(dist) for name, dist in builds.items()}
+    driver = chromium()
+    times = {name: [] for name in [*builds, "native"]}
+    try:
+        for round_ in range(args.rounds):
+            for name, server in servers.items():
+                base = f"http://127.0.0.1:{server.server_address[1]}"
+                times[name].append(ms_per_step(lambda steps: page_seconds(driver, base, steps)))
+            times["native"].append(ms_per_step(lambda steps: native_seconds(args.binary, steps)))
+            print(f"round {round_ + 1}: " + ", ".join(f"{n} {v[-1]:.1f} ms" for n, v in times.items()), flush=True)
+    finally:
+        driver.quit()
+        for server in servers.values():
+            server.shutdown()
+    native = statistics.median(times["native"])
+    print("\n| contender (one thread) | ms per step (median) | rounds | ratio to native |")
+    print("|---|---|---|---|")
+    for name, values in times.items():
+        spread = ", ".join(f"{v:.1f}" for v in values)
+        print(f"| {name} | {statistics.median(values):.1f} | {spread} | {statistics.median(values) / native:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
