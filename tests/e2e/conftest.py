@@ -25,19 +25,29 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def base_url():
+def built_page():
     dist = pathlib.Path(os.environ.get("DIST_DIR", ROOT / "dist"))
     assert (dist / "index.html").exists(), f"{dist} has no built page: run `trunk build` first"
+    return dist
+
+
+def start_server(directory):
+    """Serves `directory` on a free port; returns the process and its URL once it answers."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "static_server.py"), str(dist), str(port)])
+    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "static_server.py"), str(directory), str(port)])
     for _ in range(50):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             break
         except OSError:
             time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
+    return server, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def base_url():
+    server, url = start_server(built_page())
+    yield url
     server.terminate()
 
 
