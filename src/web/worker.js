@@ -15,9 +15,10 @@ self.onmessage = async (event) => {
   if (engine.accept(msg)) return;
   if (msg.type === "train") {
     if (control) control.stopped = true;
-    control = { paused: false, stopped: false, wake: null };
-    await engine.ready;
-    train(msg, control).catch((error) => post({ type: "error", message: String(error && error.message || error) }));
+    const ctl = (control = { paused: false, stopped: false, wake: null });
+    // An engine that failed to start is reported like a failed run, not left to hang.
+    const report = (error) => post({ type: "error", message: String(error && error.message || error) });
+    engine.ready.then(() => train(msg, ctl)).catch(report);
   } else if (control) {
     if (msg.type === "pause") control.paused = true;
     if (msg.type === "resume") control.paused = false;
