@@ -4,7 +4,7 @@
 //!
 //! Architecture, in the order data flows:
 //! - [`data`]: MAT files → [`data::Dataset`], and the train / eval / early-stop split;
-//! - [`model`]: the seed's `ConvNetDrop` and its flags;
+//! - [`model`]: the seed's CNN, the LN and Gabor baselines, ensembles, and their flags;
 //! - [`training`]: the loop, metrics (loss, Pearson r, FVE) and the best network;
 //! - [`explain`]: looking inside a trained network (inversion, receptive fields, STAs);
 //! - [`backend`]: the only module that knows concrete backends (WebGPU, CPU);

@@ -47,7 +47,7 @@ fn a_saved_network_loads_back_and_gives_the_same_r() {
             .unwrap()
             .unwrap();
         assert_eq!(saved.info.step, best.step);
-        assert_eq!(saved.weights.conv.len(), layers);
+        assert_eq!(saved.weights.members[0].conv.len(), layers);
 
         let bytes = saved.to_burnpack().unwrap();
         let loaded = pollster::block_on(SavedNetwork::from_burnpack("net.bpk", &bytes)).unwrap();
@@ -209,7 +209,12 @@ fn exports_are_tagged_with_the_start_time_and_named_as_the_seed() {
         .unwrap();
     // Weights whose biases do not fit their layer are refused, not turned into a network.
     let mut short_bias = saved.clone();
-    short_bias.weights.hidden.bias.pop();
+    short_bias.weights.members[0]
+        .hidden
+        .as_mut()
+        .unwrap()
+        .bias
+        .pop();
     assert!(matches!(
         short_bias.to_burnpack(),
         Err(ResultsError::Mismatch(_))

@@ -89,7 +89,7 @@ fn output_has_one_rate_per_neuron_for_one_two_and_three_conv_layers() {
             values.iter().all(|v| *v >= 0.0),
             "the output ReLU keeps rates ≥ 0"
         );
-        assert_eq!(model.conv_blocks.len(), layers);
+        assert_eq!(model.members[0].conv_blocks.len(), layers);
     }
 }
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Explainer, read_back};
 use crate::config::{ConfigError, check_range};
-use crate::model::ConvNetDrop;
+use crate::model::Network;
 use crate::results::ResultsError;
 
 /// How preferred images are searched for.
@@ -159,7 +159,7 @@ pub(super) fn selection(targets: &[Target], n_neurons: usize, device: &Device) -
 
 /// ∂(Σ_b selection[b] · drive[b]) / ∂images: each image's gradient of its target's drive.
 pub(super) fn objective_gradient(
-    model: &ConvNetDrop,
+    model: &Network,
     images: Tensor<3>,
     selection: &Tensor<2>,
 ) -> Tensor<3> {

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
 use crate::data::simulate::GroundTruth;
-use crate::model::ConvNetDrop;
-use crate::results::{ResultsError, SavedNetwork, read_back};
+use crate::model::Network;
+use crate::results::{NetworkWeights, ResultsError, SavedNetwork, read_back};
 use crate::training::metrics::per_neuron_pearson;
 use crate::training::{images_and_rates, predict};
 
@@ -31,7 +31,7 @@ pub struct Explainer {
     network: SavedNetwork,
     /// The network on the autodiff version of the device, its parameters frozen: only the
     /// input pixels get gradients.
-    model: ConvNetDrop,
+    model: Network,
     device: Device,
     dataset: Dataset,
     mean_image: Vec<f32>,
@@ -229,17 +229,13 @@ impl Explainer {
                 })
                 .collect()
         });
-        let conv1 = &self.network.weights.conv[0];
+        let conv1 = first_layer_filters(&self.network.weights, [dataset.height, dataset.width]);
         Ok(Overview {
             height: dataset.height,
             width: dataset.width,
             n_images: n,
             n_neurons,
-            conv1: FilterBank {
-                count: conv1.weight_shape[0],
-                size: conv1.weight_shape[2],
-                weights: conv1.weight.clone(),
-            },
+            conv1,
             mean_image: self.mean_image.clone(),
             budget: self.budget,
             r: per_neuron_pearson(&predicted, &dataset.activity, n_neurons, &eval_images),
@@ -289,6 +285,40 @@ pub struct Summary {
     pub preferred_beats_data: usize,
     pub median_consistency: f64,
     pub truth_by_type: Vec<TruthByType>,
+}
+
+/// The first layer's filters as square images: conv 1's, or — for an LN model, whose
+/// first layer is its readout — each neuron's filter over the image (its receptive field;
+/// empty when the images are not square).
+fn first_layer_filters(weights: &NetworkWeights, [height, width]: [usize; 2]) -> FilterBank {
+    let first = &weights.members[0];
+    if let Some(conv1) = first.conv.first() {
+        return FilterBank {
+            count: conv1.weight_shape[0],
+            size: conv1.weight_shape[2],
+            weights: conv1.weight.clone(),
+        };
+    }
+    let readout = &first.output; // [pixels, neurons]
+    let (pixels, neurons) = (readout.weight_shape[0], readout.weight_shape[1]);
+    if height != width || pixels != height * width {
+        return FilterBank {
+            count: 0,
+            size: 0,
+            weights: Vec::new(),
+        };
+    }
+    let mut filters = vec![0.0; pixels * neurons];
+    for p in 0..pixels {
+        for n in 0..neurons {
+            filters[n * pixels + p] = readout.weight[p * neurons + n];
+        }
+    }
+    FilterBank {
+        count: neurons,
+        size: height,
+        weights: filters,
+    }
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

@@ -1,23 +1,112 @@
-//! Model: the seed's `ConvNetDrop` — conv → max-pool (1 to 3 times) → dense + dropout →
-//! linear + ReLU, all padding VALID.
+//! Model: one network type for every trainable family of the paper's comparisons —
+//! the seed's `ConvNetDrop` (conv → max-pool, 1 to 3 times → dense + dropout → linear +
+//! ReLU, all padding VALID), the LN model (one linear filter per neuron over the image, then
+//! a fixed output nonlinearity), and an ensemble of either (predictions averaged).
+//! The Gabor-energy ridge baseline has no trained layers: it lives in [`gabor`].
 
+pub mod gabor;
 pub(crate) mod init;
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
+use burn::tensor::activation::{relu, softplus};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, check_range};
+pub use gabor::GaborConfig;
 pub use init::truncated_normal;
+
+/// Which model: the seed's CNN, the CNN with the changes that measured best here, or one of
+/// the classical baselines the paper compared it with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))]
+pub enum ModelFamily {
+    /// The seed's network: two conv layers, a dense layer with dropout, a linear readout.
+    Cnn,
+    /// The same network with the changes measured to help (see BENCHMARKS.md): Poisson
+    /// loss, softplus output, an ensemble of networks averaged.
+    Cnnplus,
+    /// Linear–nonlinear: one filter per neuron over the image (its receptive field), plus
+    /// a bias, then softplus or exp.
+    Ln,
+    /// Gabor-energy model: a fixed bank of Gabor filters, ridge regression per neuron.
+    Gabor,
+}
+
+impl ModelFamily {
+    pub const ALL: [ModelFamily; 4] = [Self::Cnn, Self::Cnnplus, Self::Ln, Self::Gabor];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cnn => "cnn",
+            Self::Cnnplus => "cnnplus",
+            Self::Ln => "ln",
+            Self::Gabor => "gabor",
+        }
+    }
+
+    /// One line for students, shown beside the choice.
+    pub fn explanation(self) -> &'static str {
+        match self {
+            Self::Cnn => {
+                "The paper's deep network: layers of learned filters, then a readout per neuron."
+            }
+            Self::Cnnplus => {
+                "The same network trained several times and averaged, with a loss made for \
+                 spike counts — usually a little better."
+            }
+            Self::Ln => {
+                "One learned filter per neuron (its receptive field), then a smooth threshold: \
+                 the classic linear–nonlinear model."
+            }
+            Self::Gabor => {
+                "A fixed bank of edge detectors at every position, orientation and size; each \
+                 neuron is a weighted sum of them (ridge regression). No network is trained."
+            }
+        }
+    }
+
+    /// Whether the family is a network trained step by step (all but the Gabor ridge).
+    pub fn is_trained(self) -> bool {
+        self != Self::Gabor
+    }
+}
+
+/// The output nonlinearity that turns each neuron's drive into a rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))]
+pub enum OutputFn {
+    /// The seed's: max(0, drive).
+    Relu,
+    /// log(1 + e^drive): smooth and never exactly 0 (what a Poisson loss needs).
+    Softplus,
+    /// e^drive: the classic LN model's.
+    Exp,
+}
+
+impl OutputFn {
+    pub fn apply<const D: usize>(self, drive: Tensor<D>) -> Tensor<D> {
+        match self {
+            Self::Relu => relu(drive),
+            Self::Softplus => softplus(drive, 1.0),
+            // Bounded so that one bad step cannot overflow to infinity.
+            Self::Exp => drive.clamp_max(15.0).exp(),
+        }
+    }
+}
 
 /// The network's flags, named and defaulted as the seed's published run.
 #[derive(Config, Debug, PartialEq)]
 pub struct ModelConfig {
+    /// Which model: cnn (the seed), cnnplus, ln or gabor.
+    #[config(default = "ModelFamily::Cnn")]
+    pub family: ModelFamily,
     /// Number of filters in conv 1.
     #[config(default = 16)]
     pub conv1: usize,
@@ -51,6 +140,19 @@ pub struct ModelConfig {
     /// Dropout keep rate on the hidden layer during training (1 = no dropout).
     #[config(default = 0.55)]
     pub dropout: f64,
+    /// Output nonlinearity: relu (the seed), softplus or exp.
+    #[config(default = "OutputFn::Relu")]
+    pub output: OutputFn,
+    /// Networks trained side by side from different initial weights; their predictions are
+    /// averaged (1 = a single network, as the seed).
+    #[config(default = 1)]
+    pub ensemble: usize,
+    /// Map pixels 0…255 to −1…1 before the first layer (the seed feeds raw pixels).
+    #[config(default = false)]
+    pub centre_pixels: bool,
+    /// The Gabor bank and ridge settings (used by the gabor family only).
+    #[config(default = "GaborConfig::new()")]
+    pub gabor: GaborConfig,
 }
 
 /// One conv layer's settings and the feature map it produces.
@@ -65,6 +167,8 @@ pub struct ConvLayerShape {
 }
 
 /// The sizes of every layer for a given image size, worked out before any tensor exists.
+/// An LN model has no conv layers and no hidden layer (`hidden` = 0): its readout sees the
+/// pixels.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Architecture {
     pub input: [usize; 2],
@@ -72,6 +176,8 @@ pub struct Architecture {
     pub flat: usize,
     pub hidden: usize,
     pub n_neurons: usize,
+    /// Networks in the ensemble (each with these shapes).
+    pub members: usize,
 }
 
 impl Architecture {
@@ -82,17 +188,42 @@ impl Architecture {
             total += layer.filters * channels * layer.kernel * layer.kernel + layer.filters;
             channels = layer.filters;
         }
-        total
-            + self.flat * self.hidden
-            + self.hidden
-            + self.hidden * self.n_neurons
-            + self.n_neurons
+        let readout_inputs = if self.hidden > 0 {
+            total += self.flat * self.hidden + self.hidden;
+            self.hidden
+        } else {
+            self.flat
+        };
+        self.members * (total + readout_inputs * self.n_neurons + self.n_neurons)
     }
 }
 
 impl ModelConfig {
     /// Checks every flag and the shrinking feature map; names the flag at fault.
     pub fn architecture(
+        &self,
+        input: [usize; 2],
+        n_neurons: usize,
+    ) -> Result<Architecture, ConfigError> {
+        check_range("ensemble", self.ensemble, 1..=16)?;
+        match self.family {
+            ModelFamily::Cnn | ModelFamily::Cnnplus => self.cnn_architecture(input, n_neurons),
+            ModelFamily::Ln => Ok(Architecture {
+                input,
+                conv: Vec::new(),
+                flat: input[0] * input[1],
+                hidden: 0,
+                n_neurons,
+                members: self.ensemble,
+            }),
+            ModelFamily::Gabor => Err(ConfigError::new(
+                "model",
+                "the Gabor ridge model has no network to build; fit it with model::gabor",
+            )),
+        }
+    }
+
+    fn cnn_architecture(
         &self,
         input: [usize; 2],
         n_neurons: usize,
@@ -170,50 +301,74 @@ impl ModelConfig {
             flat,
             hidden: self.hidden1,
             n_neurons,
+            members: self.ensemble,
         })
     }
 
     /// Builds the network with the seed's initialisation, drawn on the host from `seed` so
-    /// that every backend starts from the same weights.
+    /// that every backend starts from the same weights. Ensemble member k > 0 draws from
+    /// its own stream; member 0 is the network a single run would build.
     pub fn init(
         &self,
         input: [usize; 2],
         n_neurons: usize,
         seed: u64,
         device: &Device,
-    ) -> Result<ConvNetDrop, ConfigError> {
+    ) -> Result<Network, ConfigError> {
         let arch = self.architecture(input, n_neurons)?;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut channels = 1;
-        let mut conv_blocks = Vec::new();
-        for layer in &arch.conv {
-            let mut conv = Conv2dConfig::new([channels, layer.filters], [layer.kernel; 2])
-                .with_padding(PaddingConfig2d::Valid)
-                .init(device);
-            let shape = [layer.filters, channels, layer.kernel, layer.kernel];
-            conv.weight = init::param(
-                truncated_normal(&mut rng, 0.1, shape.iter().product()),
-                shape,
-                device,
-            );
-            conv.bias = Some(init::param(
-                vec![0.0; layer.filters],
-                [layer.filters],
-                device,
-            ));
-            conv_blocks.push(ConvBlock {
-                conv,
-                pool: MaxPool2dConfig::new([layer.pool_kernel; 2])
-                    .with_strides([layer.pool_stride; 2])
-                    .init(),
-            });
-            channels = layer.filters;
-        }
-        Ok(ConvNetDrop {
-            conv_blocks,
-            hidden: init::dense(&mut rng, arch.flat, arch.hidden, device),
-            output: init::dense(&mut rng, arch.hidden, n_neurons, device),
+        let members = (0..arch.members)
+            .map(|k| {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                rng.set_stream(k as u64);
+                init_member(&arch, &mut rng, device)
+            })
+            .collect();
+        Ok(Network {
+            members,
+            output: self.output,
+            centre_pixels: self.centre_pixels,
         })
+    }
+}
+
+fn init_member(arch: &Architecture, rng: &mut ChaCha8Rng, device: &Device) -> Member {
+    let mut channels = 1;
+    let mut conv_blocks = Vec::new();
+    for layer in &arch.conv {
+        let mut conv = Conv2dConfig::new([channels, layer.filters], [layer.kernel; 2])
+            .with_padding(PaddingConfig2d::Valid)
+            .init(device);
+        let shape = [layer.filters, channels, layer.kernel, layer.kernel];
+        conv.weight = init::param(
+            truncated_normal(rng, 0.1, shape.iter().product()),
+            shape,
+            device,
+        );
+        conv.bias = Some(init::param(
+            vec![0.0; layer.filters],
+            [layer.filters],
+            device,
+        ));
+        conv_blocks.push(ConvBlock {
+            conv,
+            pool: MaxPool2dConfig::new([layer.pool_kernel; 2])
+                .with_strides([layer.pool_stride; 2])
+                .init(),
+        });
+        channels = layer.filters;
+    }
+    let (hidden, readout_inputs) = if arch.hidden > 0 {
+        (
+            Some(init::dense(rng, arch.flat, arch.hidden, device)),
+            arch.hidden,
+        )
+    } else {
+        (None, arch.flat)
+    };
+    Member {
+        conv_blocks,
+        hidden,
+        output: init::dense(rng, readout_inputs, arch.n_neurons, device),
     }
 }
 
@@ -236,50 +391,107 @@ pub struct ConvBlock {
     pub pool: MaxPool2d,
 }
 
-/// The seed's network. Input: images [batch, height, width] of raw pixel values.
-/// Output: predicted rates [batch, neurons], ≥ 0.
-///
-/// Dropout has no module here: the trainer draws the masks on the host from its seeded RNG
-/// and passes them to [`ConvNetDrop::forward_with_dropout`], so that a run repeats exactly
-/// whatever else runs in the process (Burn's device RNG is global on some backends).
+/// One network of an ensemble: the seed's `ConvNetDrop` (conv blocks, hidden layer, linear
+/// readout), or an LN model's filters (no conv blocks, no hidden layer).
 #[derive(Module, Debug)]
-pub struct ConvNetDrop {
+pub struct Member {
     pub conv_blocks: Vec<ConvBlock>,
-    pub hidden: Linear,
+    pub hidden: Option<Linear>,
     pub output: Linear,
 }
 
-impl ConvNetDrop {
-    /// Prediction without dropout (evaluation, inference).
-    pub fn forward(&self, images: Tensor<3>) -> Tensor<2> {
-        relu(self.drive(images))
-    }
-
-    /// The output layer before its ReLU: each neuron's linear drive. Looking inside the
-    /// network differentiates this, since a silent neuron's rate has no gradient.
-    pub fn drive(&self, images: Tensor<3>) -> Tensor<2> {
-        self.output.forward(self.hidden_units(images))
-    }
-
-    /// Training forward pass: the hidden units are multiplied by `mask` [batch, hidden]
-    /// (0 for a dropped unit, 1/keep for a kept one).
-    pub fn forward_with_dropout(&self, images: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
-        relu(self.output.forward(self.hidden_units(images) * mask))
-    }
-
-    fn hidden_units(&self, images: Tensor<3>) -> Tensor<2> {
-        let [batch, height, width] = images.dims();
-        let mut x = images.reshape([batch, 1, height, width]);
+impl Member {
+    /// Each neuron's drive (before the output nonlinearity). `mask` [batch, hidden]
+    /// multiplies the hidden units (0 for a dropped unit, 1/keep for a kept one).
+    fn drive(&self, images: Tensor<4>, mask: Option<Tensor<2>>) -> Tensor<2> {
+        let mut x = images;
         for block in &self.conv_blocks {
             x = block.pool.forward(relu(block.conv.forward(x)));
         }
         // Flatten in the seed's NHWC order, so exported dense weights match its layout.
         let [batch, channels, height, width] = x.dims();
-        let x = x
+        let mut x = x
             .permute([0, 2, 3, 1])
             .reshape([batch, height * width * channels]);
-        relu(self.hidden.forward(x))
+        if let Some(hidden) = &self.hidden {
+            x = relu(hidden.forward(x));
+            if let Some(mask) = mask {
+                x = x * mask;
+            }
+        }
+        self.output.forward(x)
     }
+}
+
+/// The trainable model. Input: images [batch, height, width] of raw pixel values.
+/// Output: predicted rates [batch, neurons], ≥ 0, averaged over the ensemble's members.
+///
+/// Dropout has no module here: the trainer draws the masks on the host from its seeded RNG
+/// and passes them to [`Network::member_rates`], so that a run repeats exactly whatever
+/// else runs in the process (Burn's device RNG is global on some backends).
+#[derive(Module, Debug)]
+pub struct Network {
+    pub members: Vec<Member>,
+    #[module(skip)]
+    pub output: OutputFn,
+    #[module(skip)]
+    pub centre_pixels: bool,
+}
+
+impl Network {
+    /// Prediction without dropout (evaluation, inference): the members' mean rate.
+    pub fn forward(&self, images: Tensor<3>) -> Tensor<2> {
+        let x = self.input(images);
+        mean_of(
+            self.members
+                .iter()
+                .map(|m| self.output.apply(m.drive(x.clone(), None))),
+        )
+    }
+
+    /// The members' mean drive (before the output nonlinearity). Looking inside the network
+    /// differentiates this, since a silent neuron's ReLU rate has no gradient.
+    pub fn drive(&self, images: Tensor<3>) -> Tensor<2> {
+        let x = self.input(images);
+        mean_of(self.members.iter().map(|m| m.drive(x.clone(), None)))
+    }
+
+    /// Training forward pass: every member's own rates, with its own dropout mask (one per
+    /// member, `None` where the member has no hidden layer or dropout is off). Each member
+    /// is trained on its own loss, as independent networks would be.
+    pub fn member_rates(&self, images: Tensor<3>, masks: Vec<Option<Tensor<2>>>) -> Vec<Tensor<2>> {
+        let x = self.input(images);
+        self.members
+            .iter()
+            .zip(masks)
+            .map(|(m, mask)| self.output.apply(m.drive(x.clone(), mask)))
+            .collect()
+    }
+
+    pub fn n_members(&self) -> usize {
+        self.members.len()
+    }
+
+    fn input(&self, images: Tensor<3>) -> Tensor<4> {
+        let [batch, height, width] = images.dims();
+        let x = images.reshape([batch, 1, height, width]);
+        if self.centre_pixels {
+            (x - 127.5) / 127.5
+        } else {
+            x
+        }
+    }
+}
+
+/// The mean of the members' outputs; a single network's output untouched (no extra
+/// kernel on the GPU).
+fn mean_of(outputs: impl Iterator<Item = Tensor<2>>) -> Tensor<2> {
+    let mut count = 0;
+    let sum = outputs
+        .inspect(|_| count += 1)
+        .reduce(|a, b| a + b)
+        .expect("a network has at least one member");
+    if count == 1 { sum } else { sum / count as f64 }
 }
 
 #[cfg(test)]

@@ -8,8 +8,10 @@ use serde_json::json;
 use v1_predictor::backend::{self, BackendKind};
 use v1_predictor::data::{self, Dataset};
 use v1_predictor::explain::{self, Direction, Explainer, InversionConfig, Target};
+use v1_predictor::model::{ModelFamily, OutputFn};
 use v1_predictor::results::{self, SavedNetwork};
-use v1_predictor::training::{OptimizerKind, PRESETS, Trainer, TrainingConfig};
+use v1_predictor::training::ridge::fit_gabor_ridge;
+use v1_predictor::training::{LossKind, OptimizerKind, PRESETS, Trainer, TrainingConfig};
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +33,10 @@ enum Command {
     /// (network inversion), receptive-field estimates, spike-triggered averages; writes the
     /// arrays (.npz) and montages (.png).
     Explain(ExplainArgs),
+    /// Run a grid (sessions × models × seeds × flag values) and tabulate mean r ± sd;
+    /// resumes after an interrupt; `--emit slurm` writes a cluster job array instead;
+    /// `--collect DIR` tabulates a finished or partial sweep.
+    Sweep(Box<crate::sweep::SweepArgs>),
     /// Print a summary of one or more .mat files, or what is wrong with them.
     Inspect {
         #[arg(required = true)]
@@ -100,9 +106,14 @@ struct TrainArgs {
     /// A .mat file with `images` [n, h, w] and `activity` [n, neurons]; repeat for more.
     #[arg(long = "data", required = true)]
     data: Vec<PathBuf>,
-    /// Start from named settings: `seed` (the published run) or `fast` (Adam, 2000 steps).
+    /// Start from named settings: `seed` (the published run), `fast` (Adam, 2000 steps),
+    /// `best` (the cnnplus recipe measured best here), `ln`, `gabor`.
     #[arg(long, value_parser = PRESETS)]
     preset: Option<String>,
+    /// Which model: cnn (the seed's network), cnnplus, ln (linear–nonlinear) or gabor
+    /// (Gabor-energy ridge regression). Without --preset, starts from the model's own preset.
+    #[arg(long, value_enum)]
+    model: Option<ModelFamily>,
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendKind,
     /// Print one JSON object with the whole report on stdout.
@@ -176,6 +187,33 @@ struct SeedFlags {
     /// Dropout keep rate on the hidden layer.
     #[arg(long)]
     dropout: Option<f64>,
+    /// Training loss: mse (the seed) or poisson.
+    #[arg(long, value_enum)]
+    loss: Option<LossKind>,
+    /// L2 weight decay (0 = none).
+    #[arg(long = "weight_decay")]
+    weight_decay: Option<f64>,
+    /// Output nonlinearity: relu (the seed), softplus or exp.
+    #[arg(long, value_enum)]
+    output: Option<OutputFn>,
+    /// Networks trained from different initial weights, predictions averaged.
+    #[arg(long)]
+    ensemble: Option<usize>,
+    /// Map pixels to −1…1 before the first layer (true/false).
+    #[arg(long = "centre_pixels")]
+    centre_pixels: Option<bool>,
+    /// Gabor model: orientations in the bank.
+    #[arg(long = "gabor_orientations")]
+    gabor_orientations: Option<usize>,
+    /// Gabor model: spatial frequencies, an octave apart.
+    #[arg(long = "gabor_frequencies")]
+    gabor_frequencies: Option<usize>,
+    /// Gabor model: wavelength of the finest filter (pixels).
+    #[arg(long = "gabor_min_wavelength")]
+    gabor_min_wavelength: Option<f64>,
+    /// Gabor model: filter centres per side of the image.
+    #[arg(long = "gabor_positions")]
+    gabor_positions: Option<usize>,
 }
 
 impl SeedFlags {
@@ -193,7 +231,9 @@ impl SeedFlags {
             trainingset_frac,
             earlystop_frac,
             seed,
-            eval_every
+            eval_every,
+            loss,
+            weight_decay
         );
         set!(
             c.model,
@@ -207,8 +247,24 @@ impl SeedFlags {
             nstride2,
             numconvlayer,
             hidden1,
-            dropout
+            dropout,
+            output,
+            ensemble,
+            centre_pixels
         );
+        let gabor = &mut c.model.gabor;
+        for (value, field) in [
+            (self.gabor_orientations, &mut gabor.orientations),
+            (self.gabor_frequencies, &mut gabor.frequencies),
+            (self.gabor_positions, &mut gabor.positions),
+        ] {
+            if let Some(v) = value {
+                *field = v;
+            }
+        }
+        if let Some(v) = self.gabor_min_wavelength {
+            gabor.min_wavelength = v;
+        }
         if let Some(name) = &self.optimizer {
             c.optimizer = if name == "adam" {
                 OptimizerKind::Adam
@@ -226,6 +282,7 @@ pub fn main() -> ExitCode {
         Command::Inspect { files } => inspect(&files),
         Command::Train(args) => train(&args),
         Command::Simulate(args) => simulate(&args),
+        Command::Sweep(args) => crate::sweep::sweep(&args),
         Command::Explain(args) => match explain(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err((code, message)) => {
@@ -417,12 +474,15 @@ fn inspect(files: &[PathBuf]) -> ExitCode {
 }
 
 fn train(args: &TrainArgs) -> ExitCode {
-    let base = args
-        .preset
-        .as_deref()
-        .and_then(TrainingConfig::preset)
-        .unwrap_or_else(TrainingConfig::new);
-    let config = args.flags.apply(base);
+    let base = match (&args.preset, args.model) {
+        (Some(name), _) => TrainingConfig::preset(name).expect("clap checked the preset"),
+        (None, Some(family)) => TrainingConfig::for_family(family),
+        (None, None) => TrainingConfig::new(),
+    };
+    let mut config = args.flags.apply(base);
+    if let Some(family) = args.model {
+        config.model.family = family;
+    }
     let dataset = match load(&args.data) {
         Ok(d) => d,
         Err(message) => {
@@ -430,6 +490,9 @@ fn train(args: &TrainArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if !config.model.family.is_trained() {
+        return fit_ridge(args, config, dataset);
+    }
     let summary = dataset.summary();
     let compute = match pollster::block_on(backend::init(args.backend)) {
         Ok(c) => c,
@@ -520,6 +583,66 @@ fn train(args: &TrainArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The Gabor ridge model: fitted in closed form on the host; no network file (its bank is
+/// fixed by the flags, and refitting takes seconds).
+fn fit_ridge(args: &TrainArgs, config: TrainingConfig, dataset: Dataset) -> ExitCode {
+    let summary = dataset.summary();
+    let started = Instant::now();
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let report = match fit_gabor_ridge(config, &dataset) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(dir) = &args.out {
+        let files = results::report_files(&report, started_unix, &dataset.sources, &[])
+            .map_err(|e| e.to_string())
+            .and_then(|files| write_files(dir, files));
+        match files {
+            Ok(names) => eprintln!("wrote {} to {}", names.join(", "), dir.display()),
+            Err(message) => {
+                eprintln!("error: {message}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if args.json {
+        let out = json!({
+            "dataset": summary,
+            "backend": "CPU (host, closed-form ridge)",
+            "report": report,
+            "timing": { "total_seconds": seconds, "ms_per_step": serde_json::Value::Null },
+        });
+        println!("{out}");
+    } else if let Some(best) = &report.best {
+        println!(
+            "Gabor-energy ridge, {} features: mean r = {:.3}, eval loss = {:.4} (baseline {:.4}), \
+             FVE = {:.3}, fitted in {seconds:.1} s",
+            report.flags.model.gabor.n_features(),
+            best.mean_r,
+            best.eval_loss,
+            report.baseline_loss,
+            best.fve
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn write_files(dir: &Path, files: Vec<results::ExportFile>) -> Result<Vec<String>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for file in &files {
+        let path = dir.join(&file.name);
+        std::fs::write(&path, &file.bytes)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(files.into_iter().map(|f| f.name).collect())
+}
+
 /// The same files the page offers for download, into `dir`.
 async fn write_results(
     trainer: &Trainer,
@@ -538,11 +661,5 @@ async fn write_results(
     {
         files.extend(results::network_files(&network).map_err(|e| e.to_string())?);
     }
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    for file in &files {
-        let path = dir.join(&file.name);
-        std::fs::write(&path, &file.bytes)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    }
-    Ok(files.into_iter().map(|f| f.name).collect())
+    write_files(dir, files)
 }

@@ -10,13 +10,13 @@ use serde::{Deserialize, Serialize};
 
 use super::ResultsError;
 use crate::data::{Dataset, Split};
-use crate::model::{ConvNetDrop, init};
+use crate::model::{Member, Network, init};
 use crate::training::{Trainer, TrainingConfig, TrainingReport, evaluate_network};
 
 /// The metadata key under which a burnpack file carries [`NetworkInfo`].
 const METADATA_KEY: &str = "v1-predictor.network";
 /// Bumped when [`NetworkInfo`] changes incompatibly.
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 
 /// What a saved network was trained on and how; enough to rebuild and re-evaluate it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,12 +44,18 @@ pub struct LayerWeights {
     pub bias: Vec<f32>,
 }
 
-/// A network's parameters on the host.
+/// One network's parameters on the host (an LN model has no conv and no hidden layer).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemberWeights {
+    pub conv: Vec<LayerWeights>,
+    pub hidden: Option<LayerWeights>,
+    pub output: LayerWeights,
+}
+
+/// A network's parameters on the host: one entry per ensemble member.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NetworkWeights {
-    pub conv: Vec<LayerWeights>,
-    pub hidden: LayerWeights,
-    pub output: LayerWeights,
+    pub members: Vec<MemberWeights>,
 }
 
 /// One array of the seed's `network_manualsave` file: name, shape, values (row-major).
@@ -88,72 +94,25 @@ async fn layer<const D: usize>(
 impl NetworkWeights {
     /// Copies the parameters to the host with asynchronous read-backs (the browser forbids
     /// blocking ones on WebGPU).
-    pub async fn read(model: &ConvNetDrop) -> Result<Self, ResultsError> {
-        let mut conv = Vec::new();
-        for block in &model.conv_blocks {
-            let c = &block.conv;
-            let outputs = c.weight.dims()[0]; // [out, in, kh, kw]
-            conv.push(layer(c.weight.val(), c.bias.as_ref().map(|b| b.val()), outputs).await?);
+    pub async fn read(model: &Network) -> Result<Self, ResultsError> {
+        let mut members = Vec::new();
+        for member in &model.members {
+            members.push(read_member(member).await?);
         }
-        let dense = |l: &burn::nn::Linear| {
-            let outputs = l.weight.dims()[1]; // [in, out]
-            (l.weight.val(), l.bias.as_ref().map(|b| b.val()), outputs)
-        };
-        let (w, b, n) = dense(&model.hidden);
-        let hidden = layer(w, b, n).await?;
-        let (w, b, n) = dense(&model.output);
-        let output = layer(w, b, n).await?;
-        Ok(Self {
-            conv,
-            hidden,
-            output,
-        })
+        Ok(Self { members })
     }
 
     /// The network with these weights on `device`, for the architecture `info` describes.
-    pub fn to_model(
-        &self,
-        info: &NetworkInfo,
-        device: &Device,
-    ) -> Result<ConvNetDrop, ResultsError> {
+    pub fn to_model(&self, info: &NetworkInfo, device: &Device) -> Result<Network, ResultsError> {
         let mut model = info
             .flags
             .model
             .init(info.input, info.n_neurons, 0, device)?;
-        let mismatch = || {
-            ResultsError::Mismatch(
-                "the weights do not have the shapes the network's flags describe".into(),
-            )
-        };
-        if model.conv_blocks.len() != self.conv.len() {
+        if model.members.len() != self.members.len() {
             return Err(mismatch());
         }
-        for (block, weights) in model.conv_blocks.iter_mut().zip(&self.conv) {
-            let shape: [usize; 4] = weights
-                .weight_shape
-                .clone()
-                .try_into()
-                .map_err(|_| mismatch())?;
-            if shape != block.conv.weight.dims() || weights.bias.len() != shape[0] {
-                return Err(mismatch());
-            }
-            block.conv.weight = init::param(weights.weight.clone(), shape, device);
-            block.conv.bias = Some(init::param(weights.bias.clone(), [shape[0]], device));
-        }
-        for (linear, weights) in [
-            (&mut model.hidden, &self.hidden),
-            (&mut model.output, &self.output),
-        ] {
-            let shape: [usize; 2] = weights
-                .weight_shape
-                .clone()
-                .try_into()
-                .map_err(|_| mismatch())?;
-            if shape != linear.weight.dims() || weights.bias.len() != shape[1] {
-                return Err(mismatch());
-            }
-            linear.weight = init::param(weights.weight.clone(), shape, device);
-            linear.bias = Some(init::param(weights.bias.clone(), [shape[1]], device));
+        for (member, weights) in model.members.iter_mut().zip(&self.members) {
+            load_member(member, weights, device)?;
         }
         Ok(model)
     }
@@ -161,35 +120,130 @@ impl NetworkWeights {
     /// The seed's arrays: `WC1`, `BC1`, `WC2`, `BC2` (and `WC3`, `BC3` with three conv
     /// layers), `WH3`, `BH3`, `WL4`, `BL4`; conv weights in TensorFlow's [kh, kw, in, out]
     /// (NHWC convolutions), dense weights [in, out] with the input flattened in NHWC order.
+    /// Further ensemble members follow with a suffix (`WC1_2`, … for member 2); an LN model
+    /// has only `WL4` [pixels, neurons] (its filters) and `BL4`.
     pub fn seed_arrays(&self) -> Vec<SeedArray> {
         let mut arrays = Vec::new();
-        for (i, conv) in self.conv.iter().enumerate() {
-            let [out, inp, kh, kw] = [
-                conv.weight_shape[0],
-                conv.weight_shape[1],
-                conv.weight_shape[2],
-                conv.weight_shape[3],
-            ];
-            let mut hwio = vec![0.0; conv.weight.len()];
-            for o in 0..out {
-                for c in 0..inp {
-                    for y in 0..kh {
-                        for x in 0..kw {
-                            hwio[((y * kw + x) * inp + c) * out + o] =
-                                conv.weight[((o * inp + c) * kh + y) * kw + x];
+        for (k, member) in self.members.iter().enumerate() {
+            let suffix = if k == 0 {
+                String::new()
+            } else {
+                format!("_{}", k + 1)
+            };
+            for (i, conv) in member.conv.iter().enumerate() {
+                let [out, inp, kh, kw] = [
+                    conv.weight_shape[0],
+                    conv.weight_shape[1],
+                    conv.weight_shape[2],
+                    conv.weight_shape[3],
+                ];
+                let mut hwio = vec![0.0; conv.weight.len()];
+                for o in 0..out {
+                    for c in 0..inp {
+                        for y in 0..kh {
+                            for x in 0..kw {
+                                hwio[((y * kw + x) * inp + c) * out + o] =
+                                    conv.weight[((o * inp + c) * kh + y) * kw + x];
+                            }
                         }
                     }
                 }
+                arrays.push((format!("WC{}{suffix}", i + 1), vec![kh, kw, inp, out], hwio));
+                arrays.push((format!("BC{}{suffix}", i + 1), vec![out], conv.bias.clone()));
             }
-            arrays.push((format!("WC{}", i + 1), vec![kh, kw, inp, out], hwio));
-            arrays.push((format!("BC{}", i + 1), vec![out], conv.bias.clone()));
-        }
-        for (w, b, layer) in [("WH3", "BH3", &self.hidden), ("WL4", "BL4", &self.output)] {
-            arrays.push((w.into(), layer.weight_shape.clone(), layer.weight.clone()));
-            arrays.push((b.into(), vec![layer.bias.len()], layer.bias.clone()));
+            let dense = member
+                .hidden
+                .iter()
+                .map(|layer| ("WH3", "BH3", layer))
+                .chain([("WL4", "BL4", &member.output)]);
+            for (w, b, layer) in dense {
+                arrays.push((
+                    format!("{w}{suffix}"),
+                    layer.weight_shape.clone(),
+                    layer.weight.clone(),
+                ));
+                arrays.push((
+                    format!("{b}{suffix}"),
+                    vec![layer.bias.len()],
+                    layer.bias.clone(),
+                ));
+            }
         }
         arrays
     }
+}
+
+fn mismatch() -> ResultsError {
+    ResultsError::Mismatch("the weights do not have the shapes the network's flags describe".into())
+}
+
+async fn read_member(member: &Member) -> Result<MemberWeights, ResultsError> {
+    let mut conv = Vec::new();
+    for block in &member.conv_blocks {
+        let c = &block.conv;
+        let outputs = c.weight.dims()[0]; // [out, in, kh, kw]
+        conv.push(layer(c.weight.val(), c.bias.as_ref().map(|b| b.val()), outputs).await?);
+    }
+    let dense = |l: &burn::nn::Linear| {
+        let outputs = l.weight.dims()[1]; // [in, out]
+        (l.weight.val(), l.bias.as_ref().map(|b| b.val()), outputs)
+    };
+    let hidden = match &member.hidden {
+        Some(hidden) => {
+            let (w, b, n) = dense(hidden);
+            Some(layer(w, b, n).await?)
+        }
+        None => None,
+    };
+    let (w, b, n) = dense(&member.output);
+    let output = layer(w, b, n).await?;
+    Ok(MemberWeights {
+        conv,
+        hidden,
+        output,
+    })
+}
+
+fn load_member(
+    member: &mut Member,
+    weights: &MemberWeights,
+    device: &Device,
+) -> Result<(), ResultsError> {
+    if member.conv_blocks.len() != weights.conv.len()
+        || member.hidden.is_some() != weights.hidden.is_some()
+    {
+        return Err(mismatch());
+    }
+    for (block, weights) in member.conv_blocks.iter_mut().zip(&weights.conv) {
+        let shape: [usize; 4] = weights
+            .weight_shape
+            .clone()
+            .try_into()
+            .map_err(|_| mismatch())?;
+        if shape != block.conv.weight.dims() || weights.bias.len() != shape[0] {
+            return Err(mismatch());
+        }
+        block.conv.weight = init::param(weights.weight.clone(), shape, device);
+        block.conv.bias = Some(init::param(weights.bias.clone(), [shape[0]], device));
+    }
+    let dense = member
+        .hidden
+        .iter_mut()
+        .zip(&weights.hidden)
+        .chain([(&mut member.output, &weights.output)]);
+    for (linear, weights) in dense {
+        let shape: [usize; 2] = weights
+            .weight_shape
+            .clone()
+            .try_into()
+            .map_err(|_| mismatch())?;
+        if shape != linear.weight.dims() || weights.bias.len() != shape[1] {
+            return Err(mismatch());
+        }
+        linear.weight = init::param(weights.weight.clone(), shape, device);
+        linear.bias = Some(init::param(weights.bias.clone(), [shape[1]], device));
+    }
+    Ok(())
 }
 
 /// A trained network with what it was trained on.
@@ -257,14 +311,19 @@ impl SavedNetwork {
                     .into(),
             )
         })?;
-        let info: NetworkInfo = serde_json::from_str(info)
-            .map_err(|e| not_ours(format!("its v1-predictor metadata is unreadable: {e}")))?;
-        if info.format_version != FORMAT_VERSION {
+        // The version first: an older format's flags may not parse as today's.
+        let version = serde_json::from_str::<serde_json::Value>(info)
+            .ok()
+            .and_then(|v| v.get("format_version")?.as_u64());
+        if version != Some(u64::from(FORMAT_VERSION)) {
             return Err(not_ours(format!(
-                "saved in format {} of v1-predictor; this version reads format {FORMAT_VERSION}",
-                info.format_version
+                "saved in format {} of v1-predictor; this version reads format {FORMAT_VERSION} \
+                 (train it again, or evaluate it with the version that saved it)",
+                version.map_or("(unknown)".into(), |v| v.to_string())
             )));
         }
+        let info: NetworkInfo = serde_json::from_str(info)
+            .map_err(|e| not_ours(format!("its v1-predictor metadata is unreadable: {e}")))?;
         if !is_partition(&info.split, info.n_images) {
             return Err(not_ours(
                 "its split does not divide its images into train, evaluation and early stop".into(),

@@ -1,15 +1,18 @@
 //! Training: the seed's loop (MSE, SGD or Adam, random batches, evaluation every 200 steps,
 //! best network = lowest early-stop loss), written once for every backend.
 
+mod evaluation;
 pub mod metrics;
+pub mod ridge;
 mod trainer;
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, check_range};
-use crate::model::ModelConfig;
-pub use trainer::{Progress, TrainError, Trainer, evaluate_network, images_and_rates, predict};
+use crate::model::{ModelConfig, ModelFamily, OutputFn};
+pub use evaluation::{evaluate_network, images_and_rates, predict};
+pub use trainer::{Progress, TrainError, Trainer};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -17,6 +20,27 @@ pub enum OptimizerKind {
     /// Plain gradient descent, as the seed (`GradientDescentOptimizer`).
     Sgd,
     Adam,
+}
+
+/// What the network is trained to minimise. Early stopping always uses the seed's MSE, so
+/// that runs with either loss pick their best network by the same rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))]
+pub enum LossKind {
+    /// Mean squared error, as the seed.
+    Mse,
+    /// Poisson negative log-likelihood (rate − count · log rate): rates are spike counts.
+    Poisson,
+}
+
+impl LossKind {
+    pub fn of(self, predicted: Tensor<2>, measured: Tensor<2>) -> Tensor<1> {
+        match self {
+            Self::Mse => (predicted - measured).powi_scalar(2).mean(),
+            Self::Poisson => (predicted.clone() - measured * (predicted + 1e-6).log()).mean(),
+        }
+    }
 }
 
 /// Every flag of the seed's `runnet.py` plus the optimizer, seed and evaluation interval.
@@ -45,27 +69,67 @@ pub struct TrainingConfig {
     /// Steps between evaluations (the seed: 200).
     #[config(default = 200)]
     pub eval_every: usize,
+    /// Training loss: mse (the seed) or poisson.
+    #[config(default = "LossKind::Mse")]
+    pub loss: LossKind,
+    /// L2 weight decay added to every gradient (0 = none, as the seed).
+    #[config(default = 0.0)]
+    pub weight_decay: f64,
     #[config(default = "ModelConfig::new()")]
     pub model: ModelConfig,
 }
 
-/// Named settings: the seed's published run, and a quick Adam run.
-pub const PRESETS: [&str; 2] = ["seed", "fast"];
+/// Named settings: the seed's published run, a quick Adam run, the classical baselines, and
+/// the best recipe measured here (BENCHMARKS.md, "Models").
+pub const PRESETS: [&str; 5] = ["seed", "fast", "best", "ln", "gabor"];
 
 impl TrainingConfig {
     pub fn preset(name: &str) -> Option<Self> {
+        let fast = Self::new()
+            .with_optimizer(OptimizerKind::Adam)
+            .with_learning_rate(1e-4)
+            .with_max_steps(2000)
+            .with_eval_every(100);
         match name {
             "seed" => Some(Self::new()),
             // Adam reaches its best early-stop loss after ~600 steps (REFERENCE.md).
-            "fast" => Some(
+            "fast" => Some(fast),
+            "best" => Some(
+                fast.with_loss(LossKind::Poisson).with_model(
+                    ModelConfig::new()
+                        .with_family(ModelFamily::Cnnplus)
+                        .with_output(OutputFn::Softplus)
+                        .with_ensemble(5),
+                ),
+            ),
+            "ln" => Some(
+                fast.with_learning_rate(1e-3)
+                    .with_loss(LossKind::Poisson)
+                    .with_model(
+                        ModelConfig::new()
+                            .with_family(ModelFamily::Ln)
+                            .with_output(OutputFn::Softplus)
+                            .with_centre_pixels(true),
+                    ),
+            ),
+            "gabor" => Some(
                 Self::new()
-                    .with_optimizer(OptimizerKind::Adam)
-                    .with_learning_rate(1e-4)
-                    .with_max_steps(2000)
-                    .with_eval_every(100),
+                    .with_max_steps(1)
+                    .with_model(ModelConfig::new().with_family(ModelFamily::Gabor)),
             ),
             _ => None,
         }
+    }
+
+    /// The settings a model family starts from: its preset.
+    pub fn for_family(family: ModelFamily) -> Self {
+        let name = match family {
+            ModelFamily::Cnn => "seed",
+            ModelFamily::Cnnplus => "best",
+            ModelFamily::Ln => "ln",
+            ModelFamily::Gabor => "gabor",
+        };
+        Self::preset(name).expect("every family has a preset")
     }
 
     /// Refuses absurd values before any tensor is made; the error names the flag.
@@ -77,6 +141,18 @@ impl TrainingConfig {
             ));
         }
         check_range("max_steps", self.max_steps, 1..=10_000_000)?;
+        if !(self.weight_decay >= 0.0 && self.weight_decay <= 1.0) {
+            return Err(ConfigError::new(
+                "weight_decay",
+                format!("must be between 0 and 1, got {}", self.weight_decay),
+            ));
+        }
+        if self.loss == LossKind::Poisson && self.model.output == OutputFn::Relu {
+            return Err(ConfigError::new(
+                "loss",
+                "poisson needs a rate that is never exactly 0: use --output softplus or exp",
+            ));
+        }
         check_range("eval_every", self.eval_every, 1..=10_000_000)?;
         let sizes = crate::data::split_sizes(n_images, self.trainingset_frac, self.earlystop_frac)?;
         if self.batch_size == 0 || self.batch_size > sizes.0 {

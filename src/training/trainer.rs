@@ -1,16 +1,14 @@
+use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::metrics::{mean, mse, per_neuron_mse, per_neuron_pearson, per_neuron_variance};
+use super::evaluation::{Baseline, images_and_rates, predict, score};
 use super::{BestNetwork, EvalRecord, OptimizerKind, TrainingConfig, TrainingReport};
 use crate::config::ConfigError;
 use crate::data::{Dataset, Split};
-use crate::model::ConvNetDrop;
-
-/// Images per forward pass when predicting whole sets (bounds GPU memory on big uploads).
-const PREDICT_CHUNK: usize = 512;
+use crate::model::Network;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -43,8 +41,8 @@ pub struct Progress {
 pub struct Trainer {
     config: TrainingConfig,
     device: Device,
-    model: ConvNetDrop,
-    best_model: Option<ConvNetDrop>,
+    model: Network,
+    best_model: Option<Network>,
     optimizer: ModuleOptimizer,
     dataset: Dataset,
     split: Split,
@@ -87,9 +85,12 @@ impl Trainer {
             config.seed.wrapping_add(1),
             &device,
         )?;
+        // Burn's weight decay adds `weight_decay · w` to every gradient (L2).
+        let decay =
+            (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
         let optimizer = match config.optimizer {
-            OptimizerKind::Sgd => SgdConfig::new().init(),
-            OptimizerKind::Adam => AdamConfig::new().init(),
+            OptimizerKind::Sgd => SgdConfig::new().with_weight_decay(decay).init(),
+            OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),
         };
 
         let (train_images, train_rates) = images_and_rates(&dataset, &split.train, &device);
@@ -147,26 +148,38 @@ impl Trainer {
         let images = self.train_images.clone().select(0, picks.clone());
         let rates = self.train_rates.clone().select(0, picks);
         let keep = self.config.model.dropout;
-        let prediction = if keep < 1.0 {
-            let hidden = self.config.model.hidden1;
-            let mask: Vec<f32> = (0..self.config.batch_size * hidden)
-                .map(|_| {
-                    if self.rng.random::<f64>() < keep {
-                        (1.0 / keep) as f32
-                    } else {
-                        0.0
-                    }
-                })
-                .collect();
-            let mask = Tensor::from_data(
-                TensorData::new(mask, [self.config.batch_size, hidden]),
-                &self.device,
-            );
-            self.model.forward_with_dropout(images, mask)
-        } else {
-            self.model.forward(images)
-        };
-        let loss = (prediction - rates).powi_scalar(2).mean();
+        let hidden = self.config.model.hidden1;
+        let batch = self.config.batch_size;
+        // One mask per member, drawn in member order (member 0 draws what a single network
+        // would, so a one-network run repeats the seed's draws exactly).
+        let masks: Vec<Option<Tensor<2>>> = (0..self.model.n_members())
+            .map(|k| {
+                if keep >= 1.0 || self.model.members[k].hidden.is_none() {
+                    return None;
+                }
+                let mask: Vec<f32> = (0..batch * hidden)
+                    .map(|_| {
+                        if self.rng.random::<f64>() < keep {
+                            (1.0 / keep) as f32
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                Some(Tensor::from_data(
+                    TensorData::new(mask, [batch, hidden]),
+                    &self.device,
+                ))
+            })
+            .collect();
+        // Each member learns from its own loss; the sum trains them all in one backward pass.
+        let loss = self
+            .model
+            .member_rates(images, masks)
+            .into_iter()
+            .map(|rates_k| self.config.loss.of(rates_k, rates.clone()))
+            .reduce(|a, b| a + b)
+            .expect("a network has at least one member");
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = self
             .optimizer
@@ -247,7 +260,7 @@ impl Trainer {
     }
 
     /// The best network so far (lowest early-stop loss), without autodiff.
-    pub fn best_model(&self) -> Option<&ConvNetDrop> {
+    pub fn best_model(&self) -> Option<&Network> {
         self.best_model.as_ref()
     }
 
@@ -264,142 +277,4 @@ impl Trainer {
             best: self.best.clone(),
         }
     }
-}
-
-/// The seed's baseline: every neuron's mean training rate, predicted for every image.
-struct Baseline {
-    /// Its loss on the evaluation images, per neuron and overall (`lossbaseline`).
-    per_neuron: Vec<f64>,
-    loss: f64,
-    eval_variance: Vec<f64>,
-}
-
-impl Baseline {
-    fn new(dataset: &Dataset, split: &Split) -> Self {
-        let train_means = dataset.mean_rates(&split.train);
-        let prediction: Vec<f32> = (0..dataset.n_images)
-            .flat_map(|_| train_means.iter().map(|&m| m as f32))
-            .collect();
-        let per_neuron = per_neuron_mse(
-            &prediction,
-            &dataset.activity,
-            dataset.n_neurons,
-            &split.eval,
-        );
-        Self {
-            loss: mean(&per_neuron),
-            per_neuron,
-            eval_variance: per_neuron_variance(&dataset.activity, dataset.n_neurons, &split.eval),
-        }
-    }
-}
-
-/// Scores predictions for every image [n_images × neurons] as the seed does: the losses on
-/// the three sets, and — should this be the best network — r and loss per neuron.
-fn score(
-    pred: &[f32],
-    dataset: &Dataset,
-    split: &Split,
-    baseline: &Baseline,
-    step: usize,
-) -> (EvalRecord, BestNetwork) {
-    let (rates, n) = (&dataset.activity, dataset.n_neurons);
-    let r = per_neuron_pearson(pred, rates, n, &split.eval);
-    let record = EvalRecord {
-        step,
-        train_loss: mse(pred, rates, n, &split.train),
-        early_stop_loss: mse(pred, rates, n, &split.early_stop),
-        eval_loss: mse(pred, rates, n, &split.eval),
-        mean_r: mean(&r),
-    };
-    let best = BestNetwork {
-        step,
-        early_stop_loss: record.early_stop_loss,
-        eval_loss: record.eval_loss,
-        fve: 1.0 - record.eval_loss / baseline.loss,
-        mean_r: record.mean_r,
-        r,
-        eval_loss_per_neuron: per_neuron_mse(pred, rates, n, &split.eval),
-    };
-    (record, best)
-}
-
-/// Evaluates a finished network (a reloaded one, say) on `split` of `dataset`, as the seed
-/// evaluates its best network, and reports it as a run whose best network is this one.
-pub async fn evaluate_network(
-    model: &ConvNetDrop,
-    flags: TrainingConfig,
-    dataset: &Dataset,
-    split: Split,
-    step: usize,
-    device: &Device,
-) -> Result<TrainingReport, TrainError> {
-    let all: Vec<usize> = (0..dataset.n_images).collect();
-    let (images, _) = images_and_rates(dataset, &all, device);
-    let pred = predict(model, &images).await?;
-    let baseline = Baseline::new(dataset, &split);
-    let (record, best) = score(&pred, dataset, &split, &baseline, step);
-    let n_params = flags
-        .model
-        .architecture([dataset.height, dataset.width], dataset.n_neurons)?
-        .n_params();
-    Ok(TrainingReport {
-        steps_done: flags.max_steps.min(step + 1),
-        flags,
-        n_params,
-        split,
-        baseline_loss: baseline.loss,
-        baseline_loss_per_neuron: baseline.per_neuron,
-        eval_variance: baseline.eval_variance,
-        history: vec![record],
-        best: Some(best),
-    })
-}
-
-/// Forward passes over `images` in chunks, read back asynchronously (the browser forbids
-/// blocking read-backs).
-pub async fn predict(model: &ConvNetDrop, images: &Tensor<3>) -> Result<Vec<f32>, TrainError> {
-    let n = images.dims()[0];
-    let mut out = Vec::new();
-    for start in (0..n).step_by(PREDICT_CHUNK) {
-        let end = (start + PREDICT_CHUNK).min(n);
-        let chunk = images.clone().slice(start..end);
-        let data = model
-            .forward(chunk)
-            .into_data_async()
-            .await
-            .map_err(|e| TrainError::Device(format!("{e:?}")))?;
-        out.extend(
-            data.convert::<f32>()
-                .try_into_vec::<f32>()
-                .map_err(|e| TrainError::Device(format!("{e:?}")))?,
-        );
-    }
-    Ok(out)
-}
-
-/// The given images and their rates as tensors [k, h, w] and [k, neurons] on `device`.
-pub fn images_and_rates(
-    dataset: &Dataset,
-    indices: &[usize],
-    device: &Device,
-) -> (Tensor<3>, Tensor<2>) {
-    let mut pixels = Vec::with_capacity(indices.len() * dataset.height * dataset.width);
-    let mut rates = Vec::with_capacity(indices.len() * dataset.n_neurons);
-    for &i in indices {
-        pixels.extend_from_slice(dataset.image(i));
-        rates.extend_from_slice(
-            &dataset.activity[i * dataset.n_neurons..(i + 1) * dataset.n_neurons],
-        );
-    }
-    (
-        Tensor::from_data(
-            TensorData::new(pixels, [indices.len(), dataset.height, dataset.width]),
-            device,
-        ),
-        Tensor::from_data(
-            TensorData::new(rates, [indices.len(), dataset.n_neurons]),
-            device,
-        ),
-    )
 }
