@@ -22,7 +22,7 @@ pub use init::truncated_normal;
 
 /// Which model: the seed's CNN, the CNN with the changes that measured best here, or one of
 /// the classical baselines the paper compared it with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))]
 pub enum ModelFamily {

@@ -475,14 +475,23 @@ fn inspect(files: &[PathBuf]) -> ExitCode {
 
 fn train(args: &TrainArgs) -> ExitCode {
     let base = match (&args.preset, args.model) {
-        (Some(name), _) => TrainingConfig::preset(name).expect("clap checked the preset"),
+        (Some(name), model) => {
+            let preset = TrainingConfig::preset(name).expect("clap checked the preset");
+            if let Some(model) = model.filter(|&m| m != preset.model.family) {
+                eprintln!(
+                    "error: --preset {name} is a {} preset; --model {} starts from its own \
+                     (drop --preset, or pick one of that model's)",
+                    preset.model.family.name(),
+                    model.name()
+                );
+                return ExitCode::from(2);
+            }
+            preset
+        }
         (None, Some(family)) => TrainingConfig::for_family(family),
         (None, None) => TrainingConfig::new(),
     };
-    let mut config = args.flags.apply(base);
-    if let Some(family) = args.model {
-        config.model.family = family;
-    }
+    let config = args.flags.apply(base);
     let dataset = match load(&args.data) {
         Ok(d) => d,
         Err(message) => {

@@ -13,6 +13,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use v1_predictor::model::ModelFamily;
+use v1_predictor::training::{PRESETS, TrainingConfig};
 
 #[derive(Args)]
 pub struct SweepArgs {
@@ -26,9 +27,11 @@ pub struct SweepArgs {
     /// a list `0,4,7`.
     #[arg(long, default_value = "0..3")]
     seeds: String,
-    /// Named settings every cell starts from (otherwise each model's own preset).
+    /// Named settings for the cells of that preset's model, e.g. `fast` for the cnn cells
+    /// (repeatable: `--preset fast --preset best`); other cells start from their model's own
+    /// preset.
     #[arg(long)]
-    preset: Option<String>,
+    preset: Vec<String>,
     /// A flag of `v1p train` and its values, e.g. `--set learning_rate=1e-4,3e-4`;
     /// repeat for more flags (the grid is their product).
     #[arg(long = "set")]
@@ -143,6 +146,14 @@ fn plan(args: &SweepArgs) -> Result<Vec<Cell>, String> {
             })
             .collect();
     }
+    let mut presets = BTreeMap::new();
+    for name in &args.preset {
+        let config = TrainingConfig::preset(name)
+            .ok_or_else(|| format!("--preset {name}: not one of {}", PRESETS.join(", ")))?;
+        if presets.insert(config.model.family, name.clone()).is_some() {
+            return Err(format!("--preset {name}: two presets for the same model"));
+        }
+    }
     let mut cells = Vec::new();
     for data in &args.data {
         let data = std::path::absolute(data).map_err(|e| format!("{}: {e}", data.display()))?;
@@ -162,7 +173,7 @@ fn plan(args: &SweepArgs) -> Result<Vec<Cell>, String> {
                         "--seed".into(),
                         seed.to_string(),
                     ];
-                    if let Some(preset) = &args.preset {
+                    if let Some(preset) = presets.get(&model) {
                         cell_args.extend(["--preset".into(), preset.clone()]);
                     }
                     for (flag, value) in settings {
