@@ -204,23 +204,7 @@ pub fn draw_progress<DB: DrawingBackend>(
                 "baseline loss {:.4}, eval variance {:.4}",
                 report.baseline_loss, eval_var
             ),
-            format!(
-                "{:?} lr {} · batch {} · conv {}@{}, {}@{} · pool {}/{}, {}/{} · layers {} · hidden {} · keep {}",
-                f.optimizer,
-                f.learning_rate,
-                f.batch_size,
-                f.model.conv1,
-                f.model.conv1size,
-                f.model.conv2,
-                f.model.conv2size,
-                f.model.nk1,
-                f.model.nstride1,
-                f.model.nk2,
-                f.model.nstride2,
-                f.model.numconvlayer,
-                f.model.hidden1,
-                f.model.dropout
-            ),
+            f.summary(),
         ];
         let (x0, y0) = chart.plotting_area().get_pixel_range();
         for (i, line) in lines.iter().enumerate() {

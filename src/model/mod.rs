@@ -50,6 +50,16 @@ impl ModelFamily {
         }
     }
 
+    /// Its name in the page's model menu.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Cnn => "CNN (the paper's network)",
+            Self::Cnnplus => "CNN+ (averaged, Poisson loss)",
+            Self::Ln => "LN (linear–nonlinear)",
+            Self::Gabor => "Gabor energy + ridge",
+        }
+    }
+
     /// One line for students, shown beside the choice.
     pub fn explanation(self) -> &'static str {
         match self {
@@ -147,9 +157,10 @@ pub struct ModelConfig {
     /// averaged (1 = a single network, as the seed).
     #[config(default = 1)]
     pub ensemble: usize,
-    /// Map pixels 0…255 to −1…1 before the first layer (the seed feeds raw pixels).
+    /// Standardise the pixels (minus the training images' mean, divided by their sd)
+    /// before the first layer; the seed feeds raw 0…255 values.
     #[config(default = false)]
-    pub centre_pixels: bool,
+    pub standardise: bool,
     /// The Gabor bank and ridge settings (used by the gabor family only).
     #[config(default = "GaborConfig::new()")]
     pub gabor: GaborConfig,
@@ -326,7 +337,7 @@ impl ModelConfig {
         Ok(Network {
             members,
             output: self.output,
-            centre_pixels: self.centre_pixels,
+            input_scaling: InputScaling::RAW,
         })
     }
 }
@@ -435,7 +446,39 @@ pub struct Network {
     #[module(skip)]
     pub output: OutputFn,
     #[module(skip)]
-    pub centre_pixels: bool,
+    pub input_scaling: InputScaling,
+}
+
+/// What the network does to pixels before its first layer: `(pixel − shift) · scale`.
+/// Fixed when training starts (from the training images, with `--standardise`) and saved
+/// with the network, so that a reloaded network sees its inputs as it was trained.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputScaling {
+    pub shift: f32,
+    pub scale: f32,
+}
+
+impl InputScaling {
+    /// Raw pixels, as the seed.
+    pub const RAW: Self = Self {
+        shift: 0.0,
+        scale: 1.0,
+    };
+
+    /// Mean 0, sd 1 over the given pixels (raw when they are constant).
+    pub fn standardising(pixels: impl Iterator<Item = f32> + Clone) -> Self {
+        let n = pixels.clone().count().max(1) as f64;
+        let mean = pixels.clone().map(f64::from).sum::<f64>() / n;
+        let var = pixels.map(|p| (f64::from(p) - mean).powi(2)).sum::<f64>() / n;
+        if var > 1e-12 {
+            Self {
+                shift: mean as f32,
+                scale: (1.0 / var.sqrt()) as f32,
+            }
+        } else {
+            Self::RAW
+        }
+    }
 }
 
 impl Network {
@@ -475,10 +518,11 @@ impl Network {
     fn input(&self, images: Tensor<3>) -> Tensor<4> {
         let [batch, height, width] = images.dims();
         let x = images.reshape([batch, 1, height, width]);
-        if self.centre_pixels {
-            (x - 127.5) / 127.5
-        } else {
+        let InputScaling { shift, scale } = self.input_scaling;
+        if self.input_scaling == InputScaling::RAW {
             x
+        } else {
+            (x - f64::from(shift)) * f64::from(scale)
         }
     }
 }

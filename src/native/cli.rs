@@ -199,9 +199,10 @@ struct SeedFlags {
     /// Networks trained from different initial weights, predictions averaged.
     #[arg(long)]
     ensemble: Option<usize>,
-    /// Map pixels to −1…1 before the first layer (true/false).
-    #[arg(long = "centre_pixels")]
-    centre_pixels: Option<bool>,
+    /// Standardise the pixels (training images' mean and sd) before the first layer
+    /// (true/false).
+    #[arg(long)]
+    standardise: Option<bool>,
     /// Gabor model: orientations in the bank.
     #[arg(long = "gabor_orientations")]
     gabor_orientations: Option<usize>,
@@ -250,7 +251,7 @@ impl SeedFlags {
             dropout,
             output,
             ensemble,
-            centre_pixels
+            standardise
         );
         let gabor = &mut c.model.gabor;
         for (value, field) in [

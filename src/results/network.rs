@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ResultsError;
 use crate::data::{Dataset, Split};
-use crate::model::{Member, Network, init};
+use crate::model::{InputScaling, Member, Network, init};
 use crate::training::{Trainer, TrainingConfig, TrainingReport, evaluate_network};
 
 /// The metadata key under which a burnpack file carries [`NetworkInfo`].
@@ -33,6 +33,8 @@ pub struct NetworkInfo {
     pub split: Split,
     /// Unix time (s) at which its run started: the tag of its files.
     pub started_unix: u64,
+    /// What the network does to pixels first (fixed when its training started).
+    pub input_scaling: InputScaling,
 }
 
 /// One layer's parameters, in Burn's layout: conv weight [out, in, kh, kw], dense weight
@@ -114,6 +116,7 @@ impl NetworkWeights {
         for (member, weights) in model.members.iter_mut().zip(&self.members) {
             load_member(member, weights, device)?;
         }
+        model.input_scaling = info.input_scaling;
         Ok(model)
     }
 
@@ -273,6 +276,7 @@ impl SavedNetwork {
             step: best.step,
             split: trainer.split().clone(),
             started_unix,
+            input_scaling: model.input_scaling,
         };
         Ok(Some(Self {
             info,

@@ -8,7 +8,7 @@ use super::evaluation::{Baseline, images_and_rates, predict, score};
 use super::{BestNetwork, EvalRecord, OptimizerKind, TrainingConfig, TrainingReport};
 use crate::config::ConfigError;
 use crate::data::{Dataset, Split};
-use crate::model::Network;
+use crate::model::{InputScaling, Network};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -88,6 +88,16 @@ impl Trainer {
         // Burn's weight decay adds `weight_decay · w` to every gradient (L2).
         let decay =
             (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
+        let mut model = model;
+        if config.model.standardise {
+            let pixels = dataset.height * dataset.width;
+            model.input_scaling = InputScaling::standardising(
+                split
+                    .train
+                    .iter()
+                    .flat_map(|&i| dataset.images[i * pixels..(i + 1) * pixels].iter().copied()),
+            );
+        }
         let optimizer = match config.optimizer {
             OptimizerKind::Sgd => SgdConfig::new().with_weight_decay(decay).init(),
             OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),

@@ -27,7 +27,26 @@ const FLAGS = [
   { group: "CNN params", name: "numconvlayer", help: "Number of convolutional layers (1–3).", type: "int", path: ["model", "numconvlayer"] },
   { group: "hidden layer", name: "hidden1", help: "Number of units in hidden layer 1.", type: "int", path: ["model", "hidden1"] },
   { group: "hidden layer", name: "dropout", help: "Drop out keep rate during training.", type: "float", path: ["model", "dropout"] },
+  { group: "training", name: "loss", help: "mse: squared error (the seed); poisson: made for spike counts.", type: "choice", choices: ["mse", "poisson"], path: ["loss"] },
+  { group: "training", name: "weight_decay", help: "Penalty on large weights (0 = none).", type: "float", path: ["weight_decay"] },
+  { group: "output", name: "output", help: "How a neuron's drive becomes a rate: relu (the seed), softplus or exp.", type: "choice", choices: ["relu", "softplus", "exp"], path: ["model", "output"] },
+  { group: "output", name: "ensemble", help: "Networks trained side by side, their predictions averaged.", type: "int", path: ["model", "ensemble"] },
+  { group: "output", name: "standardise", help: "Rescale pixels to mean 0, sd 1 first (the seed uses raw 0…255).", type: "bool", choices: ["false", "true"], path: ["model", "standardise"] },
+  { group: "Gabor bank", name: "gabor_orientations", help: "Orientations of the edge detectors.", type: "int", path: ["model", "gabor", "orientations"] },
+  { group: "Gabor bank", name: "gabor_frequencies", help: "Sizes (spatial frequencies), an octave apart.", type: "int", path: ["model", "gabor", "frequencies"] },
+  { group: "Gabor bank", name: "gabor_min_wavelength", help: "Wavelength of the finest, in pixels.", type: "float", path: ["model", "gabor", "min_wavelength"] },
+  { group: "Gabor bank", name: "gabor_positions", help: "Positions per side of the image.", type: "int", path: ["model", "gabor", "positions"] },
 ];
+
+// Which groups of flags mean something for each model (the rest are hidden).
+const GROUPS = {
+  cnn: ["training", "output", "CNN params", "hidden layer"],
+  cnnplus: ["training", "output", "CNN params", "hidden layer"],
+  ln: ["training", "output"],
+  gabor: ["split", "Gabor bank"],
+};
+// For the Gabor ridge (no training loop) only the split's flags apply.
+const SPLIT_FLAGS = ["trainingset_frac", "earlystop_frac", "seed"];
 
 const $ = (id) => document.getElementById(id);
 // Read before anything rewrites the address bar.
@@ -80,6 +99,7 @@ async function main() {
     $("engine-status").textContent = `The engine could not be loaded (${error.message || error}). Reload the page to try again.`;
     return;
   }
+  buildModelMenu();
   applyConfig(state.engine.presetConfig("seed"));
   applyUrl();
   state.inside = createInside({ engine: state.engine, module: state.module, $, context: insideContext, save: saveBlob });
@@ -100,14 +120,16 @@ async function main() {
 
 function buildForm() {
   const form = $("settings-form");
-  for (const group of ["training", "CNN params", "hidden layer"]) {
+  for (const group of ["training", "output", "CNN params", "hidden layer", "Gabor bank"]) {
     const fieldset = document.createElement("fieldset");
+    fieldset.dataset.group = group;
     fieldset.innerHTML = `<legend>${group}</legend><div class="flags"></div>`;
     for (const flag of FLAGS.filter((f) => f.group === group)) {
       const div = document.createElement("div");
       div.className = "flag";
+      div.dataset.flag = flag.name;
       const id = `flag-${flag.name}`;
-      const input = flag.type === "choice"
+      const input = flag.choices
         ? `<select id="${id}" name="${flag.name}">${flag.choices.map((c) => `<option>${c}</option>`).join("")}</select>`
         : `<input id="${id}" name="${flag.name}" type="text" inputmode="decimal" autocomplete="off">`;
       div.innerHTML = `<label for="${id}">--${flag.name}</label>${input}<span class="help" id="${id}-help">${flag.help}</span>`;
@@ -126,7 +148,33 @@ function getPath(object, path) {
   return path.reduce((o, key) => o[key], object);
 }
 
+// The model menu, from the engine's list; a choice loads that model's own settings.
+function buildModelMenu() {
+  state.families = Array.from(state.engine.modelFamilies());
+  $("model-select").innerHTML = state.families.map((f) => `<option value="${f.name}">${escapeHtml(f.label)}</option>`).join("");
+  $("model-select").addEventListener("change", () => {
+    const family = state.families.find((f) => f.name === $("model-select").value);
+    applyConfig(family.config);
+  });
+}
+
+// Shows only the flags that mean something for the chosen model, and what it is.
+function showModel(name) {
+  const family = state.families.find((f) => f.name === name);
+  $("model-explanation").textContent = family ? family.explanation : "";
+  const groups = GROUPS[name] || GROUPS.cnn;
+  for (const fieldset of document.querySelectorAll("#settings-form fieldset")) {
+    const group = fieldset.dataset.group;
+    fieldset.hidden = !(groups.includes(group) || (groups.includes("split") && group === "training"));
+  }
+  for (const div of document.querySelectorAll("#settings-form .flag")) {
+    div.hidden = groups.includes("split") && div.closest("fieldset").dataset.group === "training" && !SPLIT_FLAGS.includes(div.dataset.flag);
+  }
+}
+
 function applyConfig(config) {
+  $("model-select").value = config.model.family;
+  showModel(config.model.family);
   for (const flag of FLAGS) {
     const value = getPath(config, flag.path);
     $(`flag-${flag.name}`).value = flag.type === "float" ? String(Number(value.toPrecision(6))) : String(value);
@@ -140,14 +188,16 @@ function readConfig() {
   for (const flag of FLAGS) {
     const text = $(`flag-${flag.name}`).value.trim();
     let value = text;
-    if (flag.type !== "choice") {
+    if (flag.type === "bool") {
+      value = text === "true";
+    } else if (flag.type !== "choice") {
       value = Number(text);
       if (text === "" || !Number.isFinite(value)) throw flagError(flag.name, `"${text}" is not a number`);
       if (flag.type === "int" && (!Number.isInteger(value) || value < 0)) throw flagError(flag.name, `"${text}" must be a whole number ≥ 0`);
     }
-    const parent = flag.path.length > 1 ? config[flag.path[0]] : config;
-    parent[flag.path[flag.path.length - 1]] = value;
+    getPath(config, flag.path.slice(0, -1))[flag.path[flag.path.length - 1]] = value;
   }
+  config.model.family = $("model-select").value;
   return config;
 }
 
@@ -173,6 +223,7 @@ function clearFlagErrors() {
 // Settings live in the URL query so that a teacher can share a link.
 function syncUrl() {
   const params = new URLSearchParams();
+  params.set("model", $("model-select").value);
   for (const flag of FLAGS) params.set(flag.name, $(`flag-${flag.name}`).value);
   params.set("backend", $("backend-select").value);
   if (state.datasetName && !state.datasetName.startsWith("upload:")) params.set("dataset", state.datasetName);
@@ -188,6 +239,8 @@ function applyUrl() {
       showSettingsError(String(error));
     }
   }
+  const family = state.families.find((f) => f.name === params.get("model"));
+  if (family && !params.get("preset")) applyConfig(family.config);
   for (const flag of FLAGS) {
     if (params.has(flag.name)) $(`flag-${flag.name}`).value = params.get(flag.name);
   }
@@ -580,6 +633,7 @@ function wireControls() {
   $("reset-button").addEventListener("click", reset);
   $("preset-seed").addEventListener("click", () => applyConfig(state.engine.presetConfig("seed")));
   $("preset-fast").addEventListener("click", () => applyConfig(state.engine.presetConfig("fast")));
+  $("preset-best").addEventListener("click", () => applyConfig(state.engine.presetConfig("best")));
   $("copy-link").addEventListener("click", async () => {
     syncUrl();
     try {
@@ -700,7 +754,10 @@ function showRun(id) {
   for (const button of document.querySelectorAll("#downloads button[data-file]")) {
     button.disabled = button.dataset.file.startsWith("network") && !hasNetwork;
   }
-  $("network-note").textContent = hasNetwork ? "" : "The weights are kept only until the page is closed; this run's are gone.";
+  const isRidge = run.report.flags.model.family === "gabor";
+  $("network-note").textContent = hasNetwork ? ""
+    : isRidge ? "The Gabor ridge model has no network file: refitting it takes a second."
+      : "The weights are kept only until the page is closed; this run's are gone.";
   $("download-tag").textContent = `${run.startedUnix}, ${new Date(run.startedUnix * 1000).toLocaleString()}`;
   $("downloads").hidden = false;
   renderRuns();
@@ -711,6 +768,9 @@ function showRun(id) {
 function insideContext() {
   const run = findRun(state.shownRunId);
   if (!run) return { ok: false, why: "Train a network, or show a run from section 6, to look inside it." };
+  if (run.report.flags.model.family === "gabor") {
+    return { ok: false, why: `Run ${run.number} is the Gabor ridge model: its filters are fixed edge detectors, not learned, so there is no network to look inside.` };
+  }
   const bpk = (state.networkFiles.get(run.id) || []).find((f) => f.name.endsWith(".bpk"));
   if (!bpk) {
     return { ok: false, why: `Run ${run.number}'s weights are gone (they are kept only until the page closes): load its .bpk file to look inside.` };
@@ -816,15 +876,13 @@ async function loadNetworks(files, errorId) {
   }
 }
 
-// Every flag of the run, compactly, in the order of the settings form.
-function settingsText(f) {
-  const m = f.model;
-  const convs = [`${m.conv1}@${m.conv1size} pool ${m.nk1}/${m.nstride1}`];
-  for (let i = 1; i < m.numconvlayer; i++) convs.push(`${m.conv2}@${m.conv2size} pool ${m.nk2}/${m.nstride2}`);
-  const frac = (x) => Number(x.toPrecision(3));
-  return `${f.optimizer} lr ${f.learning_rate} · ${f.max_steps} steps · batch ${f.batch_size} · ` +
-    `train ${frac(f.trainingset_frac)} / early stop ${frac(f.earlystop_frac)} · eval every ${f.eval_every} · seed ${f.seed} · ` +
-    `conv ${convs.join(", ")} · hidden ${m.hidden1} · keep ${m.dropout}`;
+// Every setting of the run that matters for its model, on one line (the engine's wording).
+function settingsText(flags) {
+  try {
+    return state.engine.settingsText(flags);
+  } catch {
+    return "(settings of an older version)";
+  }
 }
 
 function renderRuns() {

@@ -16,8 +16,10 @@ use wasm_bindgen::prelude::*;
 
 use crate::backend::{self, BackendKind, ComputeDevice};
 use crate::data::{self, Dataset};
+use crate::model::ModelFamily;
 use crate::results::{self, ExportFile, SavedNetwork};
-use crate::training::{Trainer, TrainingConfig, TrainingReport};
+use crate::training::ridge::fit_gabor_ridge;
+use crate::training::{Progress, Trainer, TrainingConfig, TrainingReport};
 
 #[wasm_bindgen(start)]
 pub fn start() {
@@ -71,12 +73,7 @@ impl WebDataset {
     /// map); throws `--flag: message`.
     pub fn validate(&self, config: JsValue) -> Result<(), JsValue> {
         let config: TrainingConfig = serde_wasm_bindgen::from_value(config).map_err(error)?;
-        config.validate(self.inner.n_images).map_err(error)?;
-        config
-            .model
-            .architecture([self.inner.height, self.inner.width], self.inner.n_neurons)
-            .map_err(error)?;
-        Ok(())
+        config.validate_for(&self.inner).map_err(error)
     }
 
     /// Loads a saved network (`.bpk`, Burn's record format, written by this page or `v1p`)
@@ -177,12 +174,49 @@ pub fn export_report(
     Ok(files_to_js(files))
 }
 
-/// Default flags, or a preset's ("seed", "fast"), as a JS object.
+/// Default flags, or a preset's ("seed", "fast", "best", "ln", "gabor"), as a JS object.
 #[wasm_bindgen(js_name = presetConfig)]
 pub fn preset_config(name: &str) -> Result<JsValue, JsValue> {
     let config =
         TrainingConfig::preset(name).ok_or_else(|| error(format!("unknown preset `{name}`")))?;
     to_js(&config)
+}
+
+/// A run's settings on one line, as the plots print them.
+#[wasm_bindgen(js_name = settingsText)]
+pub fn settings_text(config: JsValue) -> Result<String, JsValue> {
+    let config: TrainingConfig = serde_wasm_bindgen::from_value(config).map_err(error)?;
+    Ok(config.summary())
+}
+
+/// The models a page offers: `[{ name, explanation, config }]`, `config` being the settings
+/// the model starts from.
+#[wasm_bindgen(js_name = modelFamilies)]
+pub fn model_families() -> Result<JsValue, JsValue> {
+    #[derive(Serialize)]
+    struct Family {
+        name: &'static str,
+        label: &'static str,
+        explanation: &'static str,
+        config: TrainingConfig,
+    }
+    let families: Vec<Family> = ModelFamily::ALL
+        .iter()
+        .map(|&f| Family {
+            name: f.name(),
+            label: f.label(),
+            explanation: f.explanation(),
+            config: TrainingConfig::for_family(f),
+        })
+        .collect();
+    to_js(&families)
+}
+
+/// A run in the page: a network trained step by step, or the Gabor ridge model, fitted at
+/// once when it is created.
+enum Run {
+    Training(Box<Trainer>),
+    Fitted(Box<TrainingReport>),
 }
 
 /// One training run on one backend, driven in slices by the caller (which can pause or stop
@@ -191,54 +225,80 @@ pub fn preset_config(name: &str) -> Result<JsValue, JsValue> {
 pub struct WebTrainer {
     // Taken out while a call awaits the device, so no borrow spans an await; a second call
     // meanwhile is refused instead of panicking.
-    trainer: Rc<RefCell<Option<Trainer>>>,
+    run: Rc<RefCell<Option<Run>>>,
 }
 
 impl WebTrainer {
-    fn take(&self) -> Result<Trainer, JsValue> {
-        self.trainer
+    fn take(&self) -> Result<Run, JsValue> {
+        self.run
             .borrow_mut()
             .take()
             .ok_or_else(|| error("the trainer is busy: wait for the previous call"))
     }
 
-    fn put_back(&self, trainer: Trainer) {
-        *self.trainer.borrow_mut() = Some(trainer);
+    fn put_back(&self, run: Run) {
+        *self.run.borrow_mut() = Some(run);
     }
 }
 
 #[wasm_bindgen]
 impl WebTrainer {
     /// Validates `config` (a `TrainingConfig` object) against the dataset and builds the
-    /// network on `backend` ("wgpu" or "cpu"). Throws `--flag: message` on a bad flag.
+    /// network on `backend` ("wgpu" or "cpu") — or fits the Gabor ridge model, which needs
+    /// no device. Throws `--flag: message` on a bad flag.
     pub async fn create(
         dataset: &WebDataset,
         config: JsValue,
         backend: String,
     ) -> Result<WebTrainer, JsValue> {
         let config: TrainingConfig = serde_wasm_bindgen::from_value(config).map_err(error)?;
-        let device = device_for(&backend).await?;
-        let trainer = Trainer::new(config, dataset.inner.clone(), &device.device).map_err(error)?;
+        let run = if config.model.family.is_trained() {
+            let device = device_for(&backend).await?;
+            let trainer =
+                Trainer::new(config, dataset.inner.clone(), &device.device).map_err(error)?;
+            Run::Training(Box::new(trainer))
+        } else {
+            let report = fit_gabor_ridge(config, &dataset.inner).map_err(error)?;
+            Run::Fitted(Box::new(report))
+        };
         Ok(WebTrainer {
-            trainer: Rc::new(RefCell::new(Some(trainer))),
+            run: Rc::new(RefCell::new(Some(run))),
         })
     }
 
     /// Runs up to `max_updates` steps (ending early after an evaluation); returns progress.
     pub async fn advance(&self, max_updates: usize) -> Result<JsValue, JsValue> {
-        let mut trainer = self.take()?;
-        let progress = trainer.advance(max_updates).await;
-        self.put_back(trainer);
-        to_js(&progress.map_err(error)?)
+        match self.take()? {
+            Run::Training(mut trainer) => {
+                let progress = trainer.advance(max_updates).await;
+                self.put_back(Run::Training(trainer));
+                to_js(&progress.map_err(error)?)
+            }
+            Run::Fitted(report) => {
+                let progress = Progress {
+                    steps_done: report.steps_done,
+                    max_steps: report.flags.max_steps,
+                    evaluation: report.history.last().cloned(),
+                    best: report.best.clone(),
+                    finished: true,
+                };
+                self.put_back(Run::Fitted(report));
+                to_js(&progress)
+            }
+        }
     }
 
     /// The best network so far as the seed's weights (`.npz`) and Burn's record (`.bpk`);
-    /// empty before the first evaluation. Reads the weights back asynchronously.
+    /// empty before the first evaluation, and for the Gabor ridge model (no network).
+    /// Reads the weights back asynchronously.
     #[wasm_bindgen(js_name = exportNetwork)]
     pub async fn export_network(&self, started_unix: f64) -> Result<Array, JsValue> {
-        let trainer = self.take()?;
-        let network = SavedNetwork::best_of(&trainer, started_unix as u64).await;
-        self.put_back(trainer);
+        let run = self.take()?;
+        let network = match &run {
+            Run::Training(trainer) => SavedNetwork::best_of(trainer, started_unix as u64).await,
+            Run::Fitted(_) => Ok(None),
+        };
+        self.put_back(run);
         match network.map_err(error)? {
             Some(network) => Ok(files_to_js(
                 results::network_files(&network).map_err(error)?,
@@ -249,10 +309,10 @@ impl WebTrainer {
 
     /// Everything the seed saved about the run so far.
     pub fn report(&self) -> Result<JsValue, JsValue> {
-        let trainer = self.trainer.borrow();
-        let trainer = trainer
-            .as_ref()
-            .ok_or_else(|| error("the trainer is busy"))?;
-        to_js(&trainer.report())
+        let run = self.run.borrow();
+        match run.as_ref().ok_or_else(|| error("the trainer is busy"))? {
+            Run::Training(trainer) => to_js(&trainer.report()),
+            Run::Fitted(report) => to_js(report),
+        }
     }
 }
