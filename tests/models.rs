@@ -303,3 +303,33 @@ fn each_familys_flags_are_checked_by_name() {
     let gabor = TrainingConfig::for_family(ModelFamily::Gabor);
     assert!(Trainer::new(gabor, dataset, &Device::flex()).is_err());
 }
+
+#[test]
+fn patience_stops_a_run_once_the_early_stop_loss_no_longer_improves() {
+    let config = TrainingConfig::for_family(ModelFamily::Ln)
+        .with_learning_rate(0.02)
+        .with_max_steps(3000)
+        .with_eval_every(10);
+    let patient = train(config.clone().with_patience(3), common::demo_dataset()).report();
+    let best = patient.best.as_ref().unwrap().step;
+    assert!(patient.steps_done < 3000, "stopped early");
+    let after: Vec<usize> = patient
+        .history
+        .iter()
+        .map(|r| r.step)
+        .filter(|&s| s > best)
+        .collect();
+    assert_eq!(
+        after.len(),
+        3,
+        "three evaluations without improvement: {after:?}"
+    );
+    // The same run without patience has the same best network (it is the same run up to
+    // there) and trains every step.
+    let full = train(config, common::demo_dataset()).report();
+    assert_eq!(full.steps_done, 3000);
+    assert!(
+        full.best.as_ref().unwrap().early_stop_loss
+            <= patient.best.as_ref().unwrap().early_stop_loss
+    );
+}

@@ -190,6 +190,9 @@ struct SeedFlags {
     /// Training loss: mse (the seed) or poisson.
     #[arg(long, value_enum)]
     loss: Option<LossKind>,
+    /// Stop after this many evaluations without a lower early-stop loss (0 = never).
+    #[arg(long)]
+    patience: Option<usize>,
     /// L2 weight decay (0 = none).
     #[arg(long = "weight_decay")]
     weight_decay: Option<f64>,
@@ -234,7 +237,8 @@ impl SeedFlags {
             seed,
             eval_every,
             loss,
-            weight_decay
+            weight_decay,
+            patience
         );
         set!(
             c.model,

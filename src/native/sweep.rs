@@ -389,6 +389,30 @@ fn mean_sd(values: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
+/// Session names without the part they all share at the end (`01mean50ms_smallim…` → `01`),
+/// so that ten sessions fit across a table.
+fn short_names(sessions: &[String]) -> Vec<String> {
+    if sessions.len() < 2 {
+        return sessions.to_vec();
+    }
+    let shortest = sessions.iter().map(|s| s.len()).min().unwrap_or(0);
+    let mut common = 0;
+    while common < shortest
+        && sessions.iter().all(|s| {
+            s.as_bytes()[s.len() - common - 1]
+                == sessions[0].as_bytes()[sessions[0].len() - common - 1]
+        })
+    {
+        common += 1;
+    }
+    // Keep at least one character of each name.
+    let common = common.min(shortest.saturating_sub(1));
+    sessions
+        .iter()
+        .map(|s| String::from_utf8_lossy(&s.as_bytes()[..s.len() - common]).into_owned())
+        .collect()
+}
+
 /// Reads the manifest and the finished cells; writes results.csv (one row per session ×
 /// model × settings: mean ± sd of the mean r over seeds) and results.md (models × sessions);
 /// returns the markdown.
@@ -439,11 +463,12 @@ fn collect(dir: &Path) -> Result<String, String> {
         s
     };
     let mut csv = String::from("model,session,seeds,mean_r,sd_r,mean_seconds\n");
+    let headings = short_names(&sessions);
     let mut md = format!(
         "{done} of {} cells finished. Mean r over seeds (± sd), per session; \"all\" = mean of \
          the session means.\n\n| model | {} | all | s per run |\n|---|{}---|---|\n",
         manifest.cells.len(),
-        sessions.join(" | "),
+        headings.join(" | "),
         "---|".repeat(sessions.len())
     );
     for ((_, label), by_session) in &rows {

@@ -69,6 +69,10 @@ pub struct TrainingConfig {
     /// Steps between evaluations (the seed: 200).
     #[config(default = 200)]
     pub eval_every: usize,
+    /// Stop after this many evaluations in a row without a lower early-stop loss
+    /// (0 = never: train all `max_steps`, as the seed).
+    #[config(default = 0)]
+    pub patience: usize,
     /// Training loss: mse (the seed) or poisson.
     #[config(default = "LossKind::Mse")]
     pub loss: LossKind,
@@ -216,6 +220,11 @@ impl TrainingConfig {
             format!("{} steps", self.max_steps),
             format!("batch {}", self.batch_size),
             format!("eval every {}", self.eval_every),
+            if self.patience > 0 {
+                format!("patience {}", self.patience)
+            } else {
+                String::new()
+            },
             format!("{:?} loss", self.loss).to_lowercase(),
         ];
         if self.weight_decay > 0.0 {
@@ -243,6 +252,7 @@ impl TrainingConfig {
             parts.push("standardised pixels".into());
         }
         parts.push(split);
+        parts.retain(|p| !p.is_empty());
         parts.join(" · ")
     }
 

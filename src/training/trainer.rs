@@ -138,8 +138,24 @@ impl Trainer {
         &self.dataset
     }
 
+    /// At `max_steps`, or — with `patience` — when that many evaluations in a row have not
+    /// lowered the early-stop loss (the best network is then unlikely to change).
     pub fn is_finished(&self) -> bool {
-        self.steps_done >= self.config.max_steps
+        self.steps_done >= self.config.max_steps || self.out_of_patience()
+    }
+
+    fn out_of_patience(&self) -> bool {
+        let patience = self.config.patience;
+        let Some(best) = &self.best else {
+            return false;
+        };
+        patience > 0
+            && self
+                .history
+                .iter()
+                .filter(|record| record.step > best.step)
+                .count()
+                >= patience
     }
 
     pub fn steps_done(&self) -> usize {

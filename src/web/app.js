@@ -28,6 +28,7 @@ const FLAGS = [
   { group: "hidden layer", name: "hidden1", help: "Number of units in hidden layer 1.", type: "int", path: ["model", "hidden1"] },
   { group: "hidden layer", name: "dropout", help: "Drop out keep rate during training.", type: "float", path: ["model", "dropout"] },
   { group: "training", name: "loss", help: "mse: squared error (the seed); poisson: made for spike counts.", type: "choice", choices: ["mse", "poisson"], path: ["loss"] },
+  { group: "training", name: "patience", help: "Stop after this many evaluations without a better early-stop loss (0 = never).", type: "int", path: ["patience"] },
   { group: "training", name: "weight_decay", help: "Penalty on large weights (0 = none).", type: "float", path: ["weight_decay"] },
   { group: "output", name: "output", help: "How a neuron's drive becomes a rate: relu (the seed), softplus or exp.", type: "choice", choices: ["relu", "softplus", "exp"], path: ["model", "output"] },
   { group: "output", name: "ensemble", help: "Networks trained side by side, their predictions averaged.", type: "int", path: ["model", "ensemble"] },
