@@ -28,8 +28,8 @@ pub use init::truncated_normal;
 pub enum ModelFamily {
     /// The seed's network: two conv layers, a dense layer with dropout, a linear readout.
     Cnn,
-    /// The same network with the changes measured to help (see BENCHMARKS.md): Poisson
-    /// loss, softplus output, an ensemble of networks averaged.
+    /// The same network with the changes measured to help (BENCHMARKS.md, "Models"):
+    /// standardised pixels, a higher learning rate, weight decay, early stopping with patience.
     Cnnplus,
     /// Linear–nonlinear: one filter per neuron over the image (its receptive field), plus
     /// a bias, then softplus or exp.
@@ -54,7 +54,7 @@ impl ModelFamily {
     pub fn label(self) -> &'static str {
         match self {
             Self::Cnn => "CNN (the paper's network)",
-            Self::Cnnplus => "CNN+ (averaged, Poisson loss)",
+            Self::Cnnplus => "CNN+ (the same network, better trained)",
             Self::Ln => "LN (linear–nonlinear)",
             Self::Gabor => "Gabor energy + ridge",
         }
@@ -67,8 +67,8 @@ impl ModelFamily {
                 "The paper's deep network: layers of learned filters, then a readout per neuron."
             }
             Self::Cnnplus => {
-                "The same network trained several times and averaged, with a loss made for \
-                 spike counts — usually a little better."
+                "The same network with pixels rescaled first, a faster learning rate and a \
+                 penalty on large weights: the best predictor found here."
             }
             Self::Ln => {
                 "One learned filter per neuron (its receptive field), then a smooth threshold: \

@@ -154,15 +154,17 @@ fn plan(args: &SweepArgs) -> Result<Vec<Cell>, String> {
             return Err(format!("--preset {name}: two presets for the same model"));
         }
     }
+    // Seeds outermost: an interrupted or partial sweep has every session at its first
+    // seeds before any at its last.
     let mut cells = Vec::new();
-    for data in &args.data {
-        let data = std::path::absolute(data).map_err(|e| format!("{}: {e}", data.display()))?;
-        let session = data
-            .file_stem()
-            .map_or_else(|| "session".into(), |s| s.to_string_lossy().into_owned());
-        for &model in &args.model {
-            for settings in &settings_grid {
-                for &seed in &seeds {
+    for &seed in &seeds {
+        for data in &args.data {
+            let data = std::path::absolute(data).map_err(|e| format!("{}: {e}", data.display()))?;
+            let session = data
+                .file_stem()
+                .map_or_else(|| "session".into(), |s| s.to_string_lossy().into_owned());
+            for &model in &args.model {
+                for settings in &settings_grid {
                     let mut id = format!("{session}__{}__seed{seed}", model.name());
                     let mut cell_args = vec![
                         "train".to_string(),
@@ -252,7 +254,8 @@ fn run_cells(dir: &Path, cells: &[Cell], jobs: Option<usize>) -> Result<(), Stri
             cells.len()
         ));
     }
-    let queue = Arc::new(Mutex::new(todo));
+    // Popped from the end: reversed so that cells run in the planned order.
+    let queue = Arc::new(Mutex::new(todo.into_iter().rev().collect::<Vec<_>>()));
     let failures = Arc::new(Mutex::new(Vec::new()));
     std::thread::scope(|scope| {
         for _ in 0..jobs {
