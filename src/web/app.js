@@ -784,6 +784,7 @@ function insideContext() {
     ok: true,
     runId: run.id,
     runNumber: run.number,
+    family: run.report.flags.model.family,
     datasetName: state.datasetName,
     nNeurons: run.report.best.r.length,
     startedUnix: run.startedUnix,

@@ -200,7 +200,13 @@ export function createInside({ engine, module, $, context, save }) {
     // About 8 screen pixels per weight: small banks stay small, big ones wrap to the width.
     canvas.style.width = `min(100%, ${canvas.width * 8}px)`;
     canvas.style.aspectRatio = `${canvas.width} / ${canvas.height}`;
-    canvas.setAttribute("aria-label", `The ${count} first-layer filters, ${size}×${size} pixels each; strongest weight ${max.toFixed(3)}.`);
+    // An LN model's only layer is one filter per neuron over the whole image: its receptive field.
+    const ln = s.opened && s.opened.family === "ln";
+    const what = ln ? `LN model's filters (one per neuron: its receptive field)` : "first-layer filters";
+    canvas.setAttribute("aria-label", `The ${count} ${what}, ${size}×${size} pixels each; strongest weight ${max.toFixed(3)}.`);
+    $("filters-caption").firstChild.textContent = ln
+      ? "The LN model's filters, one per neuron in neuron order: each is that neuron's receptive field, the image it responds to most. "
+      : "The first layer's filters: what the network looks for in every patch of the image. ";
   }
 
   function minus(a, b) {

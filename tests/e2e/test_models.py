@@ -45,6 +45,14 @@ def test_the_model_menu_explains_and_shows_each_models_settings(driver, base_url
 def test_ln_gabor_and_cnn_train_and_compare_in_the_runs_panel(driver, base_url):
     open_page(driver, base_url, backend="cpu", model="ln", max_steps="300", eval_every="50")
     ln_r = train_and_read_r(driver)
+    # Inside the LN model: its filters are the neurons' receptive fields, one per neuron.
+    driver.find_element(By.ID, "inside-button").click()
+    WebDriverWait(driver, 300).until(
+        lambda d: d.execute_script("return document.body.dataset.inside") in ("overview", "complete", "error"))
+    assert driver.execute_script("return document.body.dataset.inside") != "error", \
+        driver.find_element(By.ID, "inside-error").text
+    assert "receptive field" in driver.find_element(By.ID, "filters-caption").text
+    assert driver.find_element(By.ID, "filters-canvas").get_attribute("aria-label").startswith("The 40 LN model's filters")
     open_page(driver, base_url, backend="cpu", model="gabor")
     gabor_r = train_and_read_r(driver)
     # The Gabor model has no network: no weights to download, nothing to look inside.
