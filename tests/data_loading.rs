@@ -193,3 +193,74 @@ fn session_07_reads_with_the_right_memory_order_and_orientation() {
     let all: Vec<usize> = (0..270).collect();
     assert!((d.mean_rates(&all)[7] - 0.8981).abs() < 5e-5);
 }
+
+/// A level-5 MAT file (little-endian) whose variables are each one compressed element: a
+/// miMATRIX with the given class, dimensions and name, followed by `data_len` zero bytes of
+/// data declared as uint8 (miUINT8) or double (miDOUBLE).
+fn compressed_mat(variables: &[(&str, u32, &[usize], u32, usize)]) -> Vec<u8> {
+    use std::io::Write;
+    let element = |data_type: u32, payload: &[u8]| {
+        let mut out = data_type.to_le_bytes().to_vec();
+        out.extend((payload.len() as u32).to_le_bytes());
+        out.extend(payload);
+        out.resize(out.len().next_multiple_of(8), 0);
+        out
+    };
+    let mut file = b"MATLAB 5.0 MAT-file, crafted".to_vec();
+    file.resize(116, b' ');
+    file.extend([0u8; 8]);
+    file.extend(0x0100u16.to_le_bytes());
+    file.extend(b"IM");
+    for &(name, class, dims, data_type, data_len) in variables {
+        let flags: Vec<u8> = [class, 0u32].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let dims: Vec<u8> = dims
+            .iter()
+            .flat_map(|&d| (d as i32).to_le_bytes())
+            .collect();
+        let mut payload = element(6, &flags);
+        payload.extend(element(5, &dims));
+        payload.extend(element(1, name.as_bytes()));
+        payload.extend(element(data_type, &vec![0u8; data_len]));
+        let matrix = element(14, &payload);
+        let mut encoder = libflate::zlib::Encoder::new(Vec::new()).unwrap();
+        encoder.write_all(&matrix).unwrap();
+        let compressed = encoder.finish().into_result().unwrap();
+        file.extend(15u32.to_le_bytes());
+        file.extend((compressed.len() as u32).to_le_bytes());
+        file.extend(compressed);
+    }
+    file
+}
+
+#[test]
+fn a_variable_that_declares_billions_of_values_is_refused_before_it_is_inflated() {
+    // 3 × 10⁹ pixels declared; 20 MB of zeros actually compressed (a few kB on disk).
+    let bomb = compressed_mat(&[("images", 9, &[3000, 1000, 1000], 2, 20_000_000)]);
+    assert!(bomb.len() < 100_000, "{} bytes", bomb.len());
+    let error = read_mat("bomb.mat", &bomb).unwrap_err();
+    match &error.error {
+        DataError::TooLarge { name, values, .. } => {
+            assert_eq!(name, "images");
+            assert_eq!(*values, 3_000_000_000);
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    let message = error.to_string();
+    assert!(
+        message.contains("bomb.mat") && message.contains("[3000 × 1000 × 1000]"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_activity_whose_rows_disagree_with_the_images_is_refused_before_it_is_read() {
+    let file = compressed_mat(&[
+        ("images", 9, &[270, 33, 33], 2, 270 * 33 * 33),
+        // 4 million doubles declared (under the size limit), 100 000 rows: not 270.
+        ("activity", 6, &[100_000, 40], 9, 64),
+    ]);
+    match read_mat("rows.mat", &file).unwrap_err().error {
+        DataError::CountMismatch { images, rows, .. } => assert_eq!((images, rows), (270, 100_000)),
+        other => panic!("expected CountMismatch, got {other:?}"),
+    }
+}

@@ -20,6 +20,13 @@ const MX_DOUBLE_CLASS: u8 = 6;
 const MX_INT32_CLASS: u8 = 12;
 const WANTED: [&str; 2] = ["images", "activity"];
 const HDF5_SIGNATURE: &[u8] = b"\x89HDF\r\n\x1a\n";
+/// The most values one variable may declare: 50 million (400 MB once read as doubles; e.g.
+/// 46 000 images of 33×33). Checked against the declared dimensions before a compressed
+/// variable is inflated, so that a small crafted file cannot make the reader allocate
+/// gigabytes.
+pub const MAX_VALUES: usize = 50_000_000;
+/// Bytes of a compressed variable inflated to read its header (flags, dimensions, name).
+const HEADER_PEEK: u64 = 4096;
 
 /// What is wrong with a file, in words a non-programmer can act on.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -74,6 +81,16 @@ pub enum DataError {
         images: usize,
         rows: usize,
         hint: &'static str,
+    },
+    #[error(
+        "`{name}` declares {dims} = {} values, more than this reader accepts ({} million); \
+         it was not read", grouped(*values), limit / 1_000_000
+    )]
+    TooLarge {
+        name: String,
+        dims: String,
+        values: u128,
+        limit: usize,
     },
     #[error("`{name}` contains {count} value(s) that are NaN or infinite (the first at {first})")]
     NotFinite {
@@ -275,18 +292,31 @@ fn elements(bytes: &[u8], endian: Endian) -> impl Iterator<Item = (u32, &[u8])> 
 fn select_variables(bytes: &[u8], endian: Endian) -> Result<(Vec<u8>, Vec<String>), DataError> {
     let mut out = bytes[..HEADER_LEN].to_vec();
     let mut names = Vec::new();
+    // The first wanted variable's first dimension (its image count), to refuse a second
+    // one that disagrees before reading it.
+    let mut first_seen: Option<(&'static str, Vec<usize>)> = None;
     for (data_type, payload) in elements(bytes, endian) {
         let inflated;
         let (data_type, payload) = match data_type {
             MI_COMPRESSED => {
-                let mut decoder = libflate::zlib::Decoder::new(payload)
-                    .map_err(|e| DataError::Corrupt(format!("a compressed variable: {e}")))?;
-                let mut element = Vec::new();
-                std::io::Read::read_to_end(&mut decoder, &mut element)
-                    .map_err(|e| DataError::Corrupt(format!("a compressed variable: {e}")))?;
-                inflated = element;
-                let inner_type = endian.u32(&inflated, 0).unwrap_or(0);
-                let n = endian.u32(&inflated, 4).unwrap_or(0) as usize;
+                // Its header first: an unwanted or oversized variable is never inflated.
+                let peek = inflate(payload, Some(HEADER_PEEK))?;
+                let inner_type = endian.u32(&peek, 0).unwrap_or(0);
+                let n = endian.u32(&peek, 4).unwrap_or(0) as usize;
+                let Some(header) = MatrixHeader::parse(peek.get(8..).unwrap_or(&[]), endian) else {
+                    continue;
+                };
+                if inner_type != MI_MATRIX {
+                    continue;
+                }
+                names.push(header.name.clone());
+                if !WANTED.contains(&header.name.as_str()) {
+                    continue;
+                }
+                check_declared_size(&header, &mut first_seen)?;
+                // At most what the element declares, however long the stream runs on.
+                inflated = inflate(payload, Some(8 + n as u64))?;
+                names.pop();
                 (inner_type, inflated.get(8..8 + n).unwrap_or(&[]))
             }
             other => (other, payload),
@@ -301,6 +331,7 @@ fn select_variables(bytes: &[u8], endian: Endian) -> Result<(Vec<u8>, Vec<String
         let Some(&wanted) = WANTED.iter().find(|w| **w == header.name) else {
             continue;
         };
+        check_declared_size(&header, &mut first_seen)?;
         if let Some(what) = non_numeric_class(header.class) {
             return Err(DataError::NotNumeric { name: wanted, what });
         }
@@ -325,11 +356,76 @@ fn select_variables(bytes: &[u8], endian: Endian) -> Result<(Vec<u8>, Vec<String
     Ok((out, names))
 }
 
+/// Inflates a compressed element, at most `limit` bytes of it.
+fn inflate(payload: &[u8], limit: Option<u64>) -> Result<Vec<u8>, DataError> {
+    use std::io::Read;
+    let corrupt = |e: std::io::Error| DataError::Corrupt(format!("a compressed variable: {e}"));
+    let decoder = libflate::zlib::Decoder::new(payload).map_err(corrupt)?;
+    let mut out = Vec::new();
+    match limit {
+        Some(limit) => decoder.take(limit).read_to_end(&mut out),
+        None => {
+            let mut d = decoder;
+            d.read_to_end(&mut out)
+        }
+    }
+    .map_err(corrupt)?;
+    Ok(out)
+}
+
+/// Refuses a wanted variable whose declared dimensions hold more than [`MAX_VALUES`], or
+/// whose first dimension (images) disagrees with the other wanted variable's — before any
+/// of its values are read.
+fn check_declared_size(
+    header: &MatrixHeader,
+    first_seen: &mut Option<(&'static str, Vec<usize>)>,
+) -> Result<(), DataError> {
+    let Some(&name) = WANTED.iter().find(|w| **w == header.name) else {
+        return Ok(());
+    };
+    let values: u128 = header.dims.iter().map(|&d| d as u128).product();
+    if values > MAX_VALUES as u128 {
+        return Err(DataError::TooLarge {
+            name: name.to_string(),
+            dims: dims_text(&header.dims),
+            values,
+            limit: MAX_VALUES,
+        });
+    }
+    match first_seen {
+        None => *first_seen = Some((name, header.dims.clone())),
+        Some((other, other_dims)) if *other != name => {
+            let (images, activity) = if name == "images" {
+                (&header.dims, &*other_dims)
+            } else {
+                (&*other_dims, &header.dims)
+            };
+            let n_images = images.first().copied().unwrap_or(0);
+            let rows = activity.first().copied().unwrap_or(0);
+            if n_images != rows {
+                let hint = if activity.get(1) == Some(&n_images) {
+                    " (`activity` looks transposed: store it as [images, neurons])"
+                } else {
+                    ""
+                };
+                return Err(DataError::CountMismatch {
+                    images: n_images,
+                    rows,
+                    hint,
+                });
+            }
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
 /// The start of a miMATRIX payload: array flags (class), dimensions, name.
 struct MatrixHeader {
     class: u8,
     /// Where the class byte sits in the payload (depends on byte order).
     class_byte: usize,
+    dims: Vec<usize>,
     name: String,
 }
 
@@ -340,6 +436,9 @@ impl MatrixHeader {
         let class_byte = if endian == Endian::Little { 8 } else { 11 };
         // Dimensions: a long-format miINT32 element, padded to 8 bytes.
         let dims_len = endian.u32(payload, 20)? as usize;
+        let dims = (0..dims_len / 4)
+            .map(|i| endian.u32(payload, 24 + 4 * i).map(|d| d as i32 as usize))
+            .collect::<Option<Vec<usize>>>()?;
         let name_at = 24 + dims_len.next_multiple_of(8);
         let name_tag = endian.u32(payload, name_at)?;
         let name = if name_tag >> 16 != 0 {
@@ -353,6 +452,7 @@ impl MatrixHeader {
         Some(Self {
             class: (flags & 0xff) as u8,
             class_byte,
+            dims,
             name: String::from_utf8_lossy(name).into_owned(),
         })
     }
@@ -473,6 +573,19 @@ fn column_major_to_row_major(values: &[f64], dims: &[usize]) -> Vec<f32> {
             }
             *i = 0;
         }
+    }
+    out
+}
+
+/// 3000000000 → "3 000 000 000".
+fn grouped(n: u128) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(' ');
+        }
+        out.push(c);
     }
     out
 }

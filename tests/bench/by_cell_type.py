@@ -5,7 +5,7 @@
         --seeds 0..3 --out OUT
     python3 tests/bench/by_cell_type.py OUT data/simulated-v1-truth.json
 
-Prints a markdown table: model × cell type, the median over that type's neurons of the mean r
+Prints a markdown table: model × cell type, the mean over that type's neurons of the mean r
 over seeds, with the noise ceiling (the r that trial noise allows) for scale."""
 import json
 import pathlib
@@ -33,14 +33,14 @@ def main(sweep_dir, truth_file):
     order = sorted(set(types), key=types.index)
     print("| model | " + " | ".join(f"{t} (n={types.count(t)})" for t in order) + " | all |")
     print("|---|" + "---|" * (len(order) + 1))
-    ceiling_row = [statistics.median(c for c, t in zip(ceilings, types) if t == kind) for kind in order]
-    print("| noise ceiling | " + " | ".join(f"{c:.2f}" for c in ceiling_row) + f" | {statistics.median(ceilings):.2f} |")
+    ceiling_row = [statistics.mean(c for c, t in zip(ceilings, types) if t == kind) for kind in order]
+    print("| noise ceiling | " + " | ".join(f"{c:.2f}" for c in ceiling_row) + f" | {statistics.mean(ceilings):.2f} |")
     for label, by_neuron in sorted(r_by_model.items()):
         means = {n: statistics.mean(rs) for n, rs in by_neuron.items()}
         seeds = min(len(rs) for rs in by_neuron.values())
-        cells = [statistics.median(means[n] for n in means if types[n] == kind) for kind in order]
+        cells = [statistics.mean(means[n] for n in means if types[n] == kind) for kind in order]
         print(f"| {label} ({seeds} seeds) | " + " | ".join(f"{c:.2f}" for c in cells) +
-              f" | {statistics.median(means.values()):.2f} |")
+              f" | {statistics.mean(means.values()):.2f} |")
 
 
 if __name__ == "__main__":
