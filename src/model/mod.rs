@@ -101,6 +101,16 @@ pub enum OutputFn {
 }
 
 impl OutputFn {
+    /// The drive that gives `rate` (> 0): where a readout's bias starts, so that a model
+    /// begins at each neuron's mean rate instead of spending its first steps getting there.
+    pub fn inverse(self, rate: f64) -> f64 {
+        match self {
+            Self::Relu => rate,
+            Self::Softplus => rate + (-(-rate).exp_m1()).ln(),
+            Self::Exp => rate.ln(),
+        }
+    }
+
     pub fn apply<const D: usize>(self, drive: Tensor<D>) -> Tensor<D> {
         match self {
             Self::Relu => relu(drive),

@@ -8,7 +8,7 @@ use super::evaluation::{Baseline, images_and_rates, predict, score};
 use super::{BestNetwork, EvalRecord, OptimizerKind, TrainingConfig, TrainingReport};
 use crate::config::ConfigError;
 use crate::data::{Dataset, Split};
-use crate::model::{InputScaling, Network};
+use crate::model::{InputScaling, Network, OutputFn, init};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -97,6 +97,18 @@ impl Trainer {
                     .iter()
                     .flat_map(|&i| dataset.images[i * pixels..(i + 1) * pixels].iter().copied()),
             );
+        }
+        // A smooth output starts every neuron at its mean training rate (the GLM habit); the
+        // seed's ReLU keeps the seed's zero biases.
+        if config.model.output != OutputFn::Relu {
+            let bias: Vec<f32> = dataset
+                .mean_rates(&split.train)
+                .iter()
+                .map(|&rate| config.model.output.inverse(rate.max(1e-3)) as f32)
+                .collect();
+            for member in &mut model.members {
+                member.output.bias = Some(init::param(bias.clone(), [bias.len()], &device));
+            }
         }
         let optimizer = match config.optimizer {
             OptimizerKind::Sgd => SgdConfig::new().with_weight_decay(decay).init(),
