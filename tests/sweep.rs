@@ -112,6 +112,19 @@ fn a_grid_runs_resumes_and_is_tabulated() {
     let md = std::fs::read_to_string(dir.join("results.md")).unwrap();
     assert!(md.contains("8 of 8 cells finished"), "{md}");
     assert!(!dir.join("cells").join("stale.json").exists());
+
+    // The grid grown in its folder (one more seed of one model): the table keeps every cell.
+    let mut more = grid_args(&dir);
+    let at = more.iter().position(|a| a == "ln,gabor").unwrap();
+    more[at] = "gabor".into();
+    let at = more.iter().position(|a| a == "0..2").unwrap();
+    more[at] = "2".into();
+    let table = String::from_utf8(run(&more).stdout).unwrap();
+    assert!(table.contains("10 of 10 cells finished"), "{table}");
+    assert!(
+        table.contains("| ln max_steps=20 eval_every=10 |"),
+        "{table}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -100,10 +100,16 @@ fn plan_and_run(args: &SweepArgs) -> Result<(), String> {
     std::fs::create_dir_all(dir.join("cells"))
         .and_then(|_| std::fs::create_dir_all(dir.join("logs")))
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let manifest = serde_json::to_string_pretty(&Manifest {
-        cells: cells.clone(),
-    })
-    .map_err(|e| e.to_string())?;
+    // A grid run again into its folder with more models, seeds or values grows it: the
+    // manifest keeps the cells it had, so the table shows them all.
+    let mut all = read_manifest(dir).map(|m| m.cells).unwrap_or_default();
+    for cell in &cells {
+        if !all.iter().any(|c| c.id == cell.id) {
+            all.push(cell.clone());
+        }
+    }
+    let manifest =
+        serde_json::to_string_pretty(&Manifest { cells: all }).map_err(|e| e.to_string())?;
     write(&dir.join("sweep.json"), &manifest)?;
     match args.emit {
         Some(Scheduler::Slurm) => emit_slurm(dir, &cells),
@@ -392,6 +398,13 @@ fn mean_sd(values: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
+fn read_manifest(dir: &Path) -> Result<Manifest, String> {
+    let path = dir.join("sweep.json");
+    std::fs::read_to_string(&path)
+        .map_err(|e| format!("{}: {e} (is this a sweep folder?)", path.display()))
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| format!("{}: {e}", path.display())))
+}
+
 /// Session names without the part they all share at the end (`01mean50ms_smallim…` → `01`),
 /// so that ten sessions fit across a table.
 fn short_names(sessions: &[String]) -> Vec<String> {
@@ -420,12 +433,7 @@ fn short_names(sessions: &[String]) -> Vec<String> {
 /// model × settings: mean ± sd of the mean r over seeds) and results.md (models × sessions);
 /// returns the markdown.
 fn collect(dir: &Path) -> Result<String, String> {
-    let manifest_path = dir.join("sweep.json");
-    let manifest: Manifest = std::fs::read_to_string(&manifest_path)
-        .map_err(|e| format!("{}: {e} (is this a sweep folder?)", manifest_path.display()))
-        .and_then(|t| {
-            serde_json::from_str(&t).map_err(|e| format!("{}: {e}", manifest_path.display()))
-        })?;
+    let manifest = read_manifest(dir)?;
     let mut rows: BTreeMap<(String, String), BTreeMap<String, Row>> = BTreeMap::new();
     let mut done = 0;
     for cell in &manifest.cells {
