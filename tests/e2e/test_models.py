@@ -43,7 +43,8 @@ def test_the_model_menu_explains_and_shows_each_models_settings(driver, base_url
 
 
 def test_ln_gabor_and_cnn_train_and_compare_in_the_runs_panel(driver, base_url):
-    open_page(driver, base_url, backend="cpu", model="ln", max_steps="300", eval_every="50")
+    # LN on WebGPU: its softplus output, Poisson loss and standardised pixels on the GPU path.
+    open_page(driver, base_url, backend="wgpu", model="ln", max_steps="300", eval_every="50")
     ln_r = train_and_read_r(driver)
     # Inside the LN model: its filters are the neurons' receptive fields, one per neuron.
     driver.find_element(By.ID, "inside-button").click()
