@@ -82,14 +82,31 @@ pub async fn evaluate_network(
     let all: Vec<usize> = (0..dataset.n_images).collect();
     let (images, _) = images_and_rates(dataset, &all, device);
     let pred = predict(model, &images).await?;
-    let baseline = Baseline::new(dataset, &split);
-    let (record, best) = score(&pred, dataset, &split, &baseline, step);
     let n_params = flags
         .model
         .architecture([dataset.height, dataset.width], dataset.n_neurons)?
         .n_params();
-    Ok(TrainingReport {
-        steps_done: flags.max_steps.min(step + 1),
+    let steps_done = flags.max_steps.min(step + 1);
+    Ok(single_evaluation_report(
+        &pred, dataset, flags, split, step, steps_done, n_params,
+    ))
+}
+
+/// A report whose history is one evaluation, which is also its best network: a reloaded
+/// network, or a model fitted at once (the Gabor ridge).
+pub(crate) fn single_evaluation_report(
+    pred: &[f32],
+    dataset: &Dataset,
+    flags: TrainingConfig,
+    split: Split,
+    step: usize,
+    steps_done: usize,
+    n_params: usize,
+) -> TrainingReport {
+    let baseline = Baseline::new(dataset, &split);
+    let (record, best) = score(pred, dataset, &split, &baseline, step);
+    TrainingReport {
+        steps_done,
         flags,
         n_params,
         split,
@@ -98,7 +115,7 @@ pub async fn evaluate_network(
         eval_variance: baseline.eval_variance,
         history: vec![record],
         best: Some(best),
-    })
+    }
 }
 
 /// Forward passes over `images` in chunks, read back asynchronously (the browser forbids

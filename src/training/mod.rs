@@ -182,6 +182,17 @@ impl TrainingConfig {
         Ok(sizes)
     }
 
+    /// The train / eval / early-stop split this run uses: drawn from `seed` alone, so every
+    /// model trained or fitted with the same seed is scored on the same images.
+    pub fn split(&self, n_images: usize) -> Result<crate::data::Split, ConfigError> {
+        crate::data::Split::random(
+            n_images,
+            self.trainingset_frac,
+            self.earlystop_frac,
+            self.seed,
+        )
+    }
+
     /// Every check that needs the dataset's shape: [`Self::validate`], then the network's
     /// layers (or the Gabor bank, for the model without a network).
     pub fn validate_for(&self, dataset: &crate::data::Dataset) -> Result<(), ConfigError> {

@@ -4,10 +4,10 @@
 
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
 
-use super::evaluation::{Baseline, score};
+use super::evaluation::single_evaluation_report;
 use super::{TrainError, TrainingConfig, TrainingReport};
 use crate::config::ConfigError;
-use crate::data::{Dataset, Split};
+use crate::data::Dataset;
 use crate::model::ModelFamily;
 
 /// Ridge strengths tried, as multiples of the mean eigenvalue of the training Gram matrix:
@@ -29,12 +29,7 @@ pub fn fit_gabor_ridge(
     }
     config.validate(dataset.n_images)?;
     let bank = config.model.gabor.bank(dataset.height, dataset.width)?;
-    let split = Split::random(
-        dataset.n_images,
-        config.trainingset_frac,
-        config.earlystop_frac,
-        config.seed,
-    )?;
+    let split = config.split(dataset.n_images)?;
     let n_features = bank.n_features();
     let features = DMatrix::from_row_slice(
         dataset.n_images,
@@ -76,19 +71,16 @@ pub fn fit_gabor_ridge(
             predicted[i * n + neuron] = paths[k][(i, neuron)].max(0.0) as f32;
         }
     }
-    let baseline = Baseline::new(dataset, &split);
-    let (record, best) = score(&predicted, dataset, &split, &baseline, 0);
-    Ok(TrainingReport {
-        n_params: n_features * n + n,
-        steps_done: config.max_steps,
-        flags: config,
+    let steps_done = config.max_steps;
+    Ok(single_evaluation_report(
+        &predicted,
+        dataset,
+        config,
         split,
-        baseline_loss: baseline.loss,
-        baseline_loss_per_neuron: baseline.per_neuron,
-        eval_variance: baseline.eval_variance,
-        history: vec![record],
-        best: Some(best),
-    })
+        0,
+        steps_done,
+        n_features * n + n,
+    ))
 }
 
 /// Every column shifted and scaled to mean 0, sd 1 over the training rows (a constant

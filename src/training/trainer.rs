@@ -71,12 +71,7 @@ impl Trainer {
         let arch = config
             .model
             .architecture([dataset.height, dataset.width], dataset.n_neurons)?;
-        let split = Split::random(
-            dataset.n_images,
-            config.trainingset_frac,
-            config.earlystop_frac,
-            config.seed,
-        )?;
+        let split = config.split(dataset.n_images)?;
         let device = device.clone().autodiff();
         device.seed(config.seed);
         let model = config.model.init(
