@@ -9,8 +9,8 @@ use burn::module::Module;
 use burn::prelude::*;
 use v1_predictor::data::Dataset;
 use v1_predictor::model::ModelConfig;
-use v1_predictor::results::{self, ResultsError, SavedNetwork};
-use v1_predictor::training::{OptimizerKind, Trainer, TrainingConfig};
+use v1_predictor::results::{self, ResultsError, SavedNetwork, import};
+use v1_predictor::training::{OptimizerKind, Trainer, TrainingConfig, TrainingReport};
 
 const STARTED: u64 = 1_700_000_000;
 
@@ -236,4 +236,73 @@ fn exports_are_tagged_with_the_start_time_and_named_as_the_seed() {
 
 fn report_sources() -> Vec<String> {
     vec!["simulated-v1.mat".into()]
+}
+
+#[test]
+fn an_exported_run_reads_back_as_the_same_report() {
+    let report = trained(demo(), 2).report();
+    let files = results::report_files(&report, STARTED, &report_sources(), &[]).unwrap();
+    let file = |prefix: &str| {
+        files
+            .iter()
+            .find(|f| f.name.starts_with(prefix) && f.name.ends_with(".json"))
+            .unwrap()
+            .bytes
+            .clone()
+    };
+    let (pearson, training) = (file("pearsondata_"), file("training_manualsave_"));
+
+    let imported = import::report_from_exports(&pearson, Some(&training)).unwrap();
+    assert_eq!(imported.started_unix, STARTED);
+    assert_eq!(imported.sources, report_sources());
+    // Everything but the parameter count (which the exports do not carry) comes back.
+    let expected = TrainingReport {
+        n_params: 0,
+        ..report.clone()
+    };
+    // (serde_json reads decimals back to within an ulp, not always to the same bits.)
+    assert_close(
+        &serde_json::to_value(&imported.report).unwrap(),
+        &serde_json::to_value(&expected).unwrap(),
+    );
+
+    // The Pearson data alone: the per-neuron results, no curves.
+    let alone = import::report_from_exports(&pearson, None).unwrap();
+    assert_close(
+        &serde_json::to_value(&alone.report.best.as_ref().unwrap().r).unwrap(),
+        &serde_json::to_value(&report.best.unwrap().r).unwrap(),
+    );
+    assert!(alone.report.history.is_empty());
+
+    // Files of two different runs, or not exports at all, are refused in words.
+    let other = results::report_files(&trained(demo(), 1).report(), STARTED + 1, &[], &[]).unwrap();
+    let other_training = &other
+        .iter()
+        .find(|f| f.name.ends_with("1.json"))
+        .unwrap()
+        .bytes;
+    let error = import::report_from_exports(&pearson, Some(other_training)).unwrap_err();
+    assert!(error.to_string().contains("of run"), "{error}");
+    let error = import::report_from_exports(b"{\"rval\": 3}", None).unwrap_err();
+    assert!(error.to_string().contains("pearsondata"), "{error}");
+}
+
+/// Equal JSON values, numbers to 1e-12 relative.
+fn assert_close(a: &serde_json::Value, b: &serde_json::Value) {
+    use serde_json::Value::*;
+    match (a, b) {
+        (Number(x), Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!((x - y).abs() <= 1e-12 * x.abs().max(y.abs()), "{x} != {y}");
+        }
+        (Array(x), Array(y)) => {
+            assert_eq!(x.len(), y.len());
+            x.iter().zip(y).for_each(|(x, y)| assert_close(x, y));
+        }
+        (Object(x), Object(y)) => {
+            assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>());
+            x.iter().for_each(|(k, v)| assert_close(v, &y[k]));
+        }
+        _ => assert_eq!(a, b),
+    }
 }

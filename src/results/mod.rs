@@ -3,10 +3,11 @@
 //! Burn's record format that load back for evaluation. Everything here works on host data,
 //! so the page, its worker and `v1p` write the same files.
 
+pub mod import;
 mod network;
 mod npz;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub(crate) use network::read_back;
 pub use network::{LayerWeights, NetworkInfo, NetworkWeights, SavedNetwork, SeedArray};
@@ -105,42 +106,43 @@ impl FileNames {
     }
 }
 
-/// The seed's training record: what its progress plot shows.
-#[derive(Serialize)]
-struct TrainingRecord<'a> {
+/// The seed's training record: what its progress plot shows. Read back too: a student's
+/// exported run is listed in a teacher's page ([`import::report_from_exports`]).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct TrainingRecord {
     #[serde(rename = "FLAGS")]
-    flags: &'a crate::training::TrainingConfig,
-    trainlist: Vec<f64>,
-    earlystoplist: Vec<f64>,
-    evallist: Vec<f64>,
-    rlist: Vec<f64>,
-    step: Vec<usize>,
-    lossbaseline: f64,
-    traintrials: &'a [usize],
-    earlystoptrials: &'a [usize],
-    evaltrials: &'a [usize],
-    started_unix: u64,
-    sources: &'a [String],
-    steps_done: usize,
+    pub flags: crate::training::TrainingConfig,
+    pub trainlist: Vec<f64>,
+    pub earlystoplist: Vec<f64>,
+    pub evallist: Vec<f64>,
+    pub rlist: Vec<f64>,
+    pub step: Vec<usize>,
+    pub lossbaseline: f64,
+    pub traintrials: Vec<usize>,
+    pub earlystoptrials: Vec<usize>,
+    pub evaltrials: Vec<usize>,
+    pub started_unix: u64,
+    pub sources: Vec<String>,
+    pub steps_done: usize,
 }
 
 /// The seed's Pearson data: the best network's per-neuron results.
-#[derive(Serialize)]
-struct PearsonData<'a> {
-    rval: &'a [f64],
-    step: usize,
-    meanr: f64,
-    fve: f64,
-    evalloss: f64,
-    evalloss_per_neuron: &'a [f64],
-    lossbaseline_per_neuron: &'a [f64],
-    evalvariance: &'a [f64],
-    traintrials: &'a [usize],
-    earlystoptrials: &'a [usize],
-    evaltrials: &'a [usize],
+#[derive(Serialize, Deserialize)]
+pub(crate) struct PearsonData {
+    pub rval: Vec<f64>,
+    pub step: usize,
+    pub meanr: f64,
+    pub fve: f64,
+    pub evalloss: f64,
+    pub evalloss_per_neuron: Vec<f64>,
+    pub lossbaseline_per_neuron: Vec<f64>,
+    pub evalvariance: Vec<f64>,
+    pub traintrials: Vec<usize>,
+    pub earlystoptrials: Vec<usize>,
+    pub evaltrials: Vec<usize>,
     #[serde(rename = "FLAGS")]
-    flags: &'a crate::training::TrainingConfig,
-    started_unix: u64,
+    pub flags: crate::training::TrainingConfig,
+    pub started_unix: u64,
 }
 
 /// The run's record, Pearson data (once there is a best network) and per-neuron table.
@@ -156,18 +158,18 @@ pub fn report_files(
     let history = &report.history;
     let list = |f: fn(&crate::training::EvalRecord) -> f64| history.iter().map(f).collect();
     let record = TrainingRecord {
-        flags: &report.flags,
+        flags: report.flags.clone(),
         trainlist: list(|e| e.train_loss),
         earlystoplist: list(|e| e.early_stop_loss),
         evallist: list(|e| e.eval_loss),
         rlist: list(|e| e.mean_r),
         step: history.iter().map(|e| e.step).collect(),
         lossbaseline: report.baseline_loss,
-        traintrials: &split.train,
-        earlystoptrials: &split.early_stop,
-        evaltrials: &split.eval,
+        traintrials: split.train.clone(),
+        earlystoptrials: split.early_stop.clone(),
+        evaltrials: split.eval.clone(),
         started_unix,
-        sources,
+        sources: sources.to_vec(),
         steps_done: report.steps_done,
     };
     let flags = serde_json::to_string(&report.flags)?;
@@ -212,18 +214,18 @@ pub fn report_files(
         ));
     }
     let data = PearsonData {
-        rval: &best.r,
+        rval: best.r.clone(),
         step: best.step,
         meanr: best.mean_r,
         fve: best.fve,
         evalloss: best.eval_loss,
-        evalloss_per_neuron: &best.eval_loss_per_neuron,
-        lossbaseline_per_neuron: &report.baseline_loss_per_neuron,
-        evalvariance: &report.eval_variance,
-        traintrials: &split.train,
-        earlystoptrials: &split.early_stop,
-        evaltrials: &split.eval,
-        flags: &report.flags,
+        evalloss_per_neuron: best.eval_loss_per_neuron.clone(),
+        lossbaseline_per_neuron: report.baseline_loss_per_neuron.clone(),
+        evalvariance: report.eval_variance.clone(),
+        traintrials: split.train.clone(),
+        earlystoptrials: split.early_stop.clone(),
+        evaltrials: split.eval.clone(),
+        flags: report.flags.clone(),
         started_unix,
     };
     let mut npz = NpzBuilder::new();

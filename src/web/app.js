@@ -1,9 +1,10 @@
-// The page: data, settings, training controls and plots. Training itself runs in worker.js,
-// the inside views in inspector.js (driven by inside.js); this thread only parses files (for
-// the summary and errors) and draws.
+// The page: data, settings, training controls and plots. The work happens in one engine
+// worker for the page's lifetime (worker.js → src/web/engine.rs: datasets, device, runs,
+// saved networks), spoken to in the typed protocol of engine.rs; the inside views in
+// inspector.js (driven by inside.js). This thread reads files, draws and keeps the runs.
 import { createInside } from "./inside.js";
 import { compileEngine, startEngine } from "./engine.js";
-import { webgpuAdapter } from "./compute.js";
+import { el, openRunStore } from "./runs.js";
 
 // The seed's flags, grouped and worded as its `--help`; `path` is where they sit in the
 // engine's TrainingConfig.
@@ -53,30 +54,30 @@ const $ = (id) => document.getElementById(id);
 // Read before anything rewrites the address bar.
 const initialParams = new URLSearchParams(location.search);
 const state = {
-  engine: null, // wasm bindings on this thread
+  engine: null, // wasm bindings on this thread (drawing, presets, exports)
   module: null, // the compiled engine, handed to each worker
-  files: null, // [[name, ArrayBuffer]] of the current dataset (sent to the worker)
-  dataset: null, // the same, parsed on this thread
+  worker: null, // the engine worker
+  nextId: 1, // ids of datasets, runs and requests in the engine
+  replies: new Map(), // id → resolve, for requests the page awaits
+  files: null, // [[name, ArrayBuffer]] of the current dataset (for the inspector)
+  dataset: null, // the engine's dataset: { id, summary, images }
   datasetName: "",
   cellTypes: [], // of the report on show
   datasetCellTypes: [], // of the loaded dataset (the demo data's true cell types)
   datasetTruth: null, // the demo data's ground-truth file (text), for the inside views
   inside: null, // section 5's controller (inside.js)
   barLayout: null, // where the Pearson plot's bars are, for clicks
-  neuronTableHtml: "", // what the per-neuron table shows now
-  live: null, // the run in the worker: what it trains on (fixed when it starts), its report
+  neuronTableKey: "", // which best network the per-neuron table shows now
+  live: null, // the run in the worker: its id, what it trains on (fixed when it starts), its report
   summary: null,
   report: null,
-  worker: null,
   running: false,
   paused: false,
-  backendPreference: "auto",
   lastDraw: 0,
   drawPending: false,
   drawCost: 0,
-  startedUnix: 0, // the running run's start, in Unix seconds: the tag of its files
-  runs: [], // finished runs, newest last (kept in localStorage)
-  networkFiles: new Map(), // run id → its best network's files (in memory only)
+  runs: [], // finished runs, oldest first, with their networks' files (kept in IndexedDB)
+  store: null, // where they are kept (runs.js)
   shownRunId: null, // the run whose plots and downloads are shown
   compare: [], // ids of the (at most two) runs ticked for comparison
 };
@@ -100,6 +101,7 @@ async function main() {
     $("engine-status").textContent = `The engine could not be loaded (${error.message || error}). Reload the page to try again.`;
     return;
   }
+  const engineReady = startEngineWorker();
   buildModelMenu();
   applyConfig(state.engine.presetConfig("seed"));
   applyUrl();
@@ -107,12 +109,11 @@ async function main() {
   wireControls();
   await listBundledDatasets();
   setupCanvases();
-  loadRuns();
-  renderRuns();
-  const adapter = await webgpuAdapter();
-  $("engine-status").textContent = adapter.ok
-    ? `Ready. Training runs on this computer's GPU through WebGPU: ${adapter.name}.`
-    : `Ready. Training will run on the CPU (slower): ${adapter.reason}.`;
+  await loadRuns();
+  const adapter = await engineReady;
+  $("engine-status").textContent = adapter.webgpu
+    ? `Ready. Training runs on this computer's GPU through WebGPU: ${adapter.adapter}.`
+    : `Ready. Training will run on the CPU (slower): ${adapter.adapter}.`;
   document.body.dataset.readyMs = String(Math.round(performance.now()));
   document.body.dataset.ready = "true";
 }
@@ -152,7 +153,7 @@ function getPath(object, path) {
 // The model menu, from the engine's list; a choice loads that model's own settings.
 function buildModelMenu() {
   state.families = Array.from(state.engine.modelFamilies());
-  $("model-select").innerHTML = state.families.map((f) => `<option value="${f.name}">${escapeHtml(f.label)}</option>`).join("");
+  $("model-select").replaceChildren(...state.families.map((f) => el("option", { value: f.name }, f.label)));
   $("model-select").addEventListener("change", () => {
     const family = state.families.find((f) => f.name === $("model-select").value);
     applyConfig(family.config);
@@ -203,13 +204,13 @@ function readConfig() {
 }
 
 function flagError(flag, message) {
-  return new Error(`--${flag}: ${message}`);
+  return Object.assign(new Error(`--${flag}: ${message}`), { flag });
 }
 
-function showSettingsError(message) {
-  const match = /^--(\w+):/.exec(message);
-  if (match && $(`flag-${match[1]}`)) {
-    const input = $(`flag-${match[1]}`);
+// `error`: { flag?, message } — the engine's structured error, or the form's own.
+function showSettingsError({ flag, message }) {
+  const input = flag && $(`flag-${flag}`);
+  if (input) {
     input.setAttribute("aria-invalid", "true");
     input.focus();
   }
@@ -237,7 +238,7 @@ function applyUrl() {
     try {
       applyConfig(state.engine.presetConfig(params.get("preset")));
     } catch (error) {
-      showSettingsError(String(error));
+      showSettingsError({ message: String(error) });
     }
   }
   const family = state.families.find((f) => f.name === params.get("model"));
@@ -258,7 +259,8 @@ async function listBundledDatasets() {
   } catch {
     names = [];
   }
-  select.innerHTML = names.map((n) => `<option value="${n}">${n}</option>`).join("") || "<option value=''>none bundled</option>";
+  select.replaceChildren(...names.map((n) => el("option", { value: n }, n)));
+  if (names.length === 0) select.replaceChildren(el("option", { value: "" }, "none bundled"));
   const wanted = initialParams.get("dataset");
   if (wanted && names.includes(wanted)) select.value = wanted;
   if (select.value) await loadBundled(select.value);
@@ -283,46 +285,55 @@ async function loadBundled(name) {
     // A bundled file without ground truth is fine.
     truthText = null;
   }
-  if (useDataset(files, name, cellTypes, truthText)) $("dataset-about").textContent = about;
+  if (await useDataset(files, name, cellTypes, truthText)) $("dataset-about").textContent = about;
 }
 
-// Parses on this thread for the summary; on error keeps the previous dataset.
-function useDataset(files, name, cellTypes = [], truthText = null) {
-  let dataset;
-  try {
-    dataset = new state.engine.WebDataset(files.map(([n, buffer]) => [n, new Uint8Array(buffer)]));
-  } catch (error) {
-    showError("data-error", `${String(error)}\nThe previous dataset (${state.datasetName || "none"}) is still loaded.`);
+// The engine parses the files once (a copy goes to it; this thread keeps the bytes for the
+// inspector); on error the previous dataset stays.
+async function useDataset(files, name, cellTypes = [], truthText = null) {
+  const id = state.nextId++;
+  const copies = files.map(([n, buffer]) => ({ name: n, bytes: new Uint8Array(buffer.slice(0)) }));
+  request({ type: "loadDataset", dataset: id, files: copies }, copies.map((f) => f.bytes.buffer));
+  const reply = await awaitReply(id);
+  if (reply.type === "datasetFailed") {
+    const previous = state.datasetName || "none";
+    showError("data-error", `${reply.error.message}\nThe previous dataset (${previous}) is still loaded.`);
     return false;
   }
   hideError("data-error");
-  // Kept (not re-parsed) so that Train can validate the flags against it.
-  if (state.dataset) state.dataset.free();
-  state.dataset = dataset;
+  if (state.dataset) request({ type: "dropDataset", dataset: state.dataset.id });
+  state.dataset = { id, summary: reply.summary, images: reply.images };
   state.files = files;
   state.datasetName = name;
   state.datasetCellTypes = cellTypes;
   state.datasetTruth = truthText;
   if (!state.running && !state.shownRunId) state.cellTypes = cellTypes;
-  state.summary = dataset.summary();
-  showSummary(state.summary, dataset);
+  state.summary = reply.summary;
+  showSummary(state.summary);
   syncUrl();
   state.inside.runChanged();
   return true;
 }
 
-function showSummary(s, dataset) {
+// One image's pixels, from the engine's copy of the dataset.
+function datasetImage(i) {
+  const { height, width } = state.summary;
+  return state.dataset.images.subarray(i * height * width, (i + 1) * height * width);
+}
+
+function showSummary(s) {
   const rows = [
     ["Files", s.sources.join(", ")],
     ["Images", `${s.n_images} of ${s.height} × ${s.width} pixels (mean ${s.pixel_mean.toFixed(1)}, sd ${s.pixel_sd.toFixed(1)})`],
     ["Neurons", `${s.n_neurons}`],
     ["Mean rate", `${s.mean_rate.toFixed(3)} spikes per 50 ms (max ${s.max_rate.toFixed(2)})`],
   ];
-  $("dataset-summary").innerHTML = `<table>${rows.map(([k, v]) => `<tr><th scope="row">${k}</th><td>${escapeHtml(v)}</td></tr>`).join("")}</table>`;
+  $("dataset-summary").replaceChildren(el("table", {}, rows.map(([k, v]) => el("tr", {}, el("th", { scope: "row" }, k),
+    el("td", {}, v)))));
   const strip = $("thumbnails");
-  strip.innerHTML = "";
+  strip.replaceChildren();
   for (let i = 0; i < Math.min(16, s.n_images); i++) {
-    const pixels = dataset.image(i);
+    const pixels = datasetImage(i);
     const canvas = document.createElement("canvas");
     canvas.width = s.width;
     canvas.height = s.height;
@@ -341,60 +352,108 @@ function showSummary(s, dataset) {
   }
 }
 
-// `.mat` files become the dataset; saved networks (`.bpk`) among them are then evaluated on it.
+// `.mat` files become the dataset; saved networks (`.bpk`) among them are then evaluated on
+// it; exported records (`.json`) are listed as runs to compare.
 async function readFiles(fileList, errorId = "data-error") {
   const files = [];
   for (const file of fileList) files.push([file.name, await file.arrayBuffer()]);
-  const isNetwork = ([name]) => name.toLowerCase().endsWith(".bpk");
-  const mats = files.filter((f) => !isNetwork(f));
-  const networks = files.filter(isNetwork);
+  const ending = (ext) => files.filter(([name]) => name.toLowerCase().endsWith(ext));
+  const [mats, networks, records] = [ending(".mat"), ending(".bpk"), ending(".json")];
   if (mats.length > 0) {
-    if (!useDataset(mats, `upload:${mats.map((f) => f[0]).join("+")}`)) return;
+    if (!(await useDataset(mats, `upload:${mats.map((f) => f[0]).join("+")}`))) return;
     $("dataset-about").textContent = `Your file${mats.length > 1 ? "s" : ""}, read in this browser only.`;
   }
   if (networks.length > 0) await loadNetworks(networks, errorId);
+  if (records.length > 0) await importRecords(records, errorId === "data-error" ? "runs-error" : errorId);
+  const others = files.filter(([name]) => !/\.(mat|bpk|json)$/i.test(name));
+  if (others.length > 0) {
+    showError(errorId, `${others.map(([n]) => n).join(", ")}: not a .mat data file, a saved network (.bpk) ` +
+      "or an exported run (.json).");
+  }
+}
+
+// ---------- the engine worker ----------
+
+// Starts the worker; resolves with its `ready` event (which GPU, or why none).
+function startEngineWorker() {
+  state.worker = new Worker("worker.js", { type: "module" });
+  state.worker.postMessage({ type: "engine", module: state.module });
+  const ready = new Promise((resolve) => state.replies.set("ready", resolve));
+  state.worker.onmessage = (event) => onEngineEvent(event.data);
+  state.worker.onerror = (event) => {
+    event.preventDefault();
+    onEngineEvent({ type: "protocolError", error: { kind: "device", message: event.message || "the engine crashed" } });
+  };
+  return ready;
+}
+
+function request(message, transfer = []) {
+  state.worker.postMessage(message, transfer);
+}
+
+// The engine's reply to request `id` (a dataset's or a network evaluation's).
+function awaitReply(id) {
+  return new Promise((resolve) => state.replies.set(id, resolve));
+}
+
+function reply(id, event) {
+  const resolve = state.replies.get(id);
+  state.replies.delete(id);
+  if (resolve) resolve(event);
+}
+
+function onEngineEvent(event) {
+  switch (event.type) {
+    case "ready":
+      return reply("ready", event);
+    case "datasetLoaded":
+    case "datasetFailed":
+      return reply(event.dataset, event);
+    case "networkEvaluated":
+    case "evaluationFailed":
+      return reply(event.request, event);
+    case "protocolError":
+      return showError("train-error", event.error.message);
+    default:
+      // A run's events; those of a run the page has moved on from are dropped.
+      if (state.live && event.run === state.live.run) onRunEvent(event);
+  }
 }
 
 // ---------- training ----------
 
-function startWorker() {
-  if (state.worker) state.worker.terminate();
-  state.worker = new Worker("worker.js", { type: "module" });
-  state.worker.postMessage({ type: "engine", module: state.module });
-  state.worker.onmessage = (event) => onWorkerMessage(event.data);
-  state.worker.onerror = (event) => {
-    event.preventDefault();
-    onWorkerMessage({ type: "error", message: event.message || "the training worker crashed" });
-  };
-}
-
 function train() {
   clearFlagErrors();
   hideError("train-error");
-  if (!state.files) return showError("train-error", "Choose a dataset first.");
+  if (!state.dataset) return showError("train-error", "Choose a dataset first.");
   let config;
   try {
     config = readConfig();
-    // The engine's own check (flags against this dataset) before any work starts.
-    state.dataset.validate(config);
   } catch (error) {
-    return showSettingsError(String(error.message || error));
+    return showSettingsError({ flag: error.flag, message: String(error.message || error) });
   }
-  state.config = config;
-  state.backendPreference = $("backend-select").value;
-  launch(config, state.backendPreference);
-}
-
-function launch(config, backend) {
   // What the run trains on, kept as it is now: the page may load other data meanwhile.
-  state.live = { datasetName: state.datasetName, sources: state.summary.sources, cellTypes: state.datasetCellTypes, started: false, report: null };
-  startWorker();
+  state.live = {
+    run: state.nextId++,
+    datasetName: state.datasetName,
+    sources: state.summary.sources,
+    cellTypes: state.datasetCellTypes,
+    started: false,
+    report: null,
+    backend: "",
+    startedUnix: Math.floor(Date.now() / 1000),
+  };
+  request({
+    type: "startRun",
+    run: state.live.run,
+    dataset: state.dataset.id,
+    config,
+    backend: $("backend-select").value,
+    startedUnix: state.live.startedUnix,
+  });
   state.running = true;
-  showLive();
   state.paused = false;
-  state.startedAt = performance.now();
-  state.startedUnix = Math.floor(Date.now() / 1000);
-  state.worker.postMessage({ type: "train", files: state.files.map(([n, b]) => [n, new Uint8Array(b.slice(0))]), config, backend, startedUnix: state.startedUnix });
+  showLive();
   $("backend-notice").hidden = true;
   $("backend-status").textContent = "Starting…";
   $("progress-text").textContent = "Starting (the first steps compile GPU kernels)…";
@@ -402,26 +461,23 @@ function launch(config, backend) {
   updateButtons();
 }
 
-function onWorkerMessage(msg) {
-  switch (msg.type) {
-    case "backend":
-      $("backend-status").textContent = `Computing on: ${msg.description}`;
-      document.body.dataset.backend = msg.kind;
-      if (msg.notice) {
-        $("backend-notice").textContent = msg.notice;
-        $("backend-notice").hidden = false;
-      }
-      break;
-    case "started":
-      state.live.started = true;
-      state.live.report = msg.report;
+function onRunEvent(event) {
+  const live = state.live;
+  switch (event.type) {
+    case "runStarted":
+      live.started = true;
+      live.report = event.report;
+      live.backend = event.description;
+      $("backend-status").textContent = `Computing on: ${event.description}`;
+      document.body.dataset.backend = event.backend;
+      if (event.notice) showNotice(event.notice);
       if (!state.shownRunId) {
-        state.report = msg.report;
+        state.report = event.report;
         drawPlots();
       }
       break;
     case "progress":
-      onProgress(msg);
+      onProgress(event);
       break;
     case "paused":
       $("progress-text").textContent += " — paused";
@@ -430,50 +486,55 @@ function onWorkerMessage(msg) {
     case "resumed":
       document.body.dataset.state = "running";
       break;
-    case "finished":
-      state.running = false;
-      onProgress({ progress: { steps_done: msg.report.steps_done, max_steps: msg.report.flags.max_steps, best: msg.report.best }, report: msg.report, elapsedMs: msg.elapsedMs });
-      $("progress-text").textContent = `${msg.stopped ? "Stopped" : "Finished"} after ${msg.report.steps_done} steps in ${formatSeconds(msg.elapsedMs / 1000)}.`;
-      document.body.dataset.elapsedMs = String(msg.elapsedMs);
-      if (msg.report.best) {
-        addRun({
-          kind: "trained",
-          startedUnix: state.startedUnix,
-          datasetName: state.live.datasetName,
-          sources: state.live.sources,
-          cellTypes: state.live.cellTypes,
-          report: msg.report,
-          elapsedMs: msg.elapsedMs,
-          backend: $("backend-status").textContent.replace(/^Computing on: /, ""),
-          stopped: msg.stopped,
-        }, msg.networkFiles);
-      }
-      if (msg.exportError) showError("train-error", `The best network could not be read back for download: ${msg.exportError}`);
-      renderRuns();
-      document.body.dataset.state = msg.stopped ? "stopped" : "finished";
-      updateButtons();
+    case "runFinished":
+      onFinished(event);
       break;
-    case "error":
-      onTrainingError(msg.message);
+    case "runFailed":
+      onRunFailed(event);
       break;
   }
 }
 
-function onTrainingError(message) {
-  const wasStarting = state.running && state.live && !state.live.started;
+function onFinished(event) {
+  const { report, stopped, elapsedMs } = event;
   state.running = false;
-  // A WebGPU failure while starting: fall back to the CPU once, and say so.
-  if (wasStarting && state.backendPreference === "auto" && document.body.dataset.backend !== "cpu") {
-    state.backendPreference = "cpu";
-    launch(state.config, "cpu");
-    $("backend-notice").textContent = `WebGPU failed while starting (${message}); training on the CPU instead.`;
-    $("backend-notice").hidden = false;
-    return;
+  onProgress({ progress: { steps_done: report.steps_done, max_steps: report.flags.max_steps, best: report.best },
+    report, elapsedMs });
+  const verb = stopped ? "Stopped" : "Finished";
+  $("progress-text").textContent = `${verb} after ${report.steps_done} steps in ${formatSeconds(elapsedMs / 1000)}.`;
+  document.body.dataset.elapsedMs = String(elapsedMs);
+  if (report.best) {
+    const live = state.live;
+    addRun({ kind: "trained", startedUnix: live.startedUnix, datasetName: live.datasetName, sources: live.sources,
+      cellTypes: live.cellTypes, report, elapsedMs, backend: live.backend, stopped }, event.networkFiles);
   }
-  showError("train-error", message);
+  if (event.exportError) {
+    showError("train-error", `The best network could not be read back for download: ${event.exportError}`);
+  }
   renderRuns();
-  document.body.dataset.state = "error";
+  document.body.dataset.state = stopped ? "stopped" : "finished";
   updateButtons();
+}
+
+function onRunFailed({ started, error }) {
+  state.running = false;
+  updateButtons();
+  renderRuns();
+  // A refused setting: the run never began; the page goes back to where it was.
+  if (!started && error.kind === "flag") {
+    state.live = null;
+    document.body.dataset.state = "idle";
+    $("backend-status").textContent = "";
+    $("progress-text").textContent = "Not started.";
+    return showSettingsError(error);
+  }
+  showError("train-error", error.message);
+  document.body.dataset.state = "error";
+}
+
+function showNotice(text) {
+  $("backend-notice").textContent = text;
+  $("backend-notice").hidden = false;
 }
 
 function onProgress({ progress, report, elapsedMs }) {
@@ -497,7 +558,7 @@ function showLive() {
   state.report = state.live ? state.live.report : null;
   state.cellTypes = state.live ? state.live.cellTypes : state.datasetCellTypes;
   $("downloads").hidden = true;
-  $("results").innerHTML = "";
+  $("results").replaceChildren();
   const best = state.report && state.report.best;
   if (best) showBest("Best network so far", best);
   drawPlots();
@@ -506,7 +567,8 @@ function showLive() {
 }
 
 function showBest(title, best) {
-  $("results").innerHTML = `${escapeHtml(title)} (step ${best.step}): mean r = <span id="mean-r">${best.mean_r.toFixed(3)}</span> · FVE = <span id="fve">${best.fve.toFixed(3)}</span>`;
+  $("results").replaceChildren(`${title} (step ${best.step}): mean r = `,
+    el("span", { id: "mean-r" }, best.mean_r.toFixed(3)), " · FVE = ", el("span", { id: "fve" }, best.fve.toFixed(3)));
 }
 
 // Redraws in an animation frame, at most every 300 ms and never more than a fifth of the
@@ -543,17 +605,17 @@ function updateButtons() {
 function togglePause() {
   if (!state.running) return;
   state.paused = !state.paused;
-  state.worker.postMessage({ type: state.paused ? "pause" : "resume" });
+  request({ type: state.paused ? "pause" : "resume", run: state.live.run });
   updateButtons();
 }
 
 function stop() {
-  if (state.running) state.worker.postMessage({ type: "stop" });
+  if (state.running) request({ type: "stop", run: state.live.run });
 }
 
+// The engine worker stays: only the run is stopped, and forgotten.
 function reset() {
-  if (state.worker) state.worker.terminate();
-  state.worker = null;
+  if (state.running) stop();
   state.running = false;
   state.paused = false;
   state.live = null;
@@ -615,14 +677,19 @@ function describePlots(report) {
   if (!best) return;
   $("pearson-canvas").setAttribute("aria-label", `Pearson r per neuron for the best network (step ${best.step}): mean ${best.mean_r.toFixed(3)}, lowest ${Math.min(...best.r).toFixed(3)}, highest ${Math.max(...best.r).toFixed(3)}.`);
   const types = state.cellTypes.length === best.r.length;
-  const table = `<tr><th>neuron</th>${types ? "<th>true cell type</th>" : ""}<th>Pearson r</th><th>eval loss</th><th>baseline loss</th></tr>` +
-    best.r.map((r, i) => `<tr><td><button type="button" class="link" data-neuron="${i}" aria-label="look inside neuron ${i + 1}">${i + 1}</button></td>${types ? `<td>${escapeHtml(state.cellTypes[i])}</td>` : ""}<td>${r.toFixed(3)}</td><td>${best.eval_loss_per_neuron[i].toFixed(4)}</td><td>${report.baseline_loss_per_neuron[i].toFixed(4)}</td></tr>`).join("");
   // Rebuilt only when it changes: a redraw (every 300 ms while training, or on a resize) must
   // not take the keyboard focus away from a neuron's button.
-  if (table !== state.neuronTableHtml) {
-    $("neuron-table").innerHTML = table;
-    state.neuronTableHtml = table;
-  }
+  const key = `${best.mean_r}:${best.step}:${best.r.length}:${types}:${state.shownRunId}`;
+  if (key === state.neuronTableKey) return;
+  state.neuronTableKey = key;
+  const head = ["neuron", ...(types ? ["true cell type"] : []), "Pearson r", "eval loss", "baseline loss"];
+  $("neuron-table").replaceChildren(el("tr", {}, head.map((h) => el("th", { scope: "col" }, h))),
+    ...best.r.map((r, i) => el("tr", {},
+      el("td", {}, el("button", { type: "button", className: "link", dataset: { neuron: i },
+        "aria-label": `look inside neuron ${i + 1}` }, String(i + 1))),
+      types ? el("td", {}, state.cellTypes[i]) : null, el("td", {}, r.toFixed(3)),
+      el("td", {}, best.eval_loss_per_neuron[i].toFixed(4)),
+      el("td", {}, report.baseline_loss_per_neuron[i].toFixed(4)))));
 }
 
 // ---------- wiring ----------
@@ -690,51 +757,37 @@ function wireControls() {
 
 // ---------- runs: kept results, downloads, comparison ----------
 
-const RUNS_KEY = "v1-predictor.runs";
-
-function loadRuns() {
-  try {
-    const runs = JSON.parse(localStorage.getItem(RUNS_KEY) || "[]");
-    state.runs = Array.isArray(runs) ? runs.filter(isStoredRun) : [];
-  } catch {
-    state.runs = [];
-  }
+// The runs, from the browser's store (runs.js): this tab's and other tabs'.
+async function loadRuns() {
+  state.store = await openRunStore({
+    isRun: (record) => state.engine.isCompleteReport(record.report),
+    onOtherTab: () => refreshRuns(),
+  });
+  if (state.store.unavailable) showError("runs-error", state.store.unavailable);
+  await refreshRuns();
 }
 
-// Stored runs come from older versions of the page too: keep only what renders.
-function isStoredRun(r) {
-  const report = r && r.report;
-  const best = report && report.best;
-  return typeof r.id === "string" && Number.isInteger(r.number) && typeof r.startedUnix === "number" &&
-    typeof r.datasetName === "string" && Array.isArray(report.history) && report.flags && report.flags.model &&
-    typeof report.flags.trainingset_frac === "number" && best && Array.isArray(best.r) &&
-    typeof best.mean_r === "number" && typeof best.fve === "number";
+async function refreshRuns() {
+  const stored = await state.store.list();
+  // Runs the store could not keep (storage full) stay listed until the page closes.
+  const unkept = state.runs.filter((run) => run.unkept);
+  state.runs = stored.concat(unkept);
+  renderRuns();
 }
 
-// A page gets a few MB of storage: when full, the oldest runs are left out of it (they stay
-// listed until the page closes).
-function saveRuns() {
-  const kept = state.runs.slice();
-  for (;;) {
-    try {
-      localStorage.setItem(RUNS_KEY, JSON.stringify(kept));
-      if (kept.length < state.runs.length) {
-        showError("runs-error", `Browser storage is full: the ${state.runs.length - kept.length} oldest run(s) will not survive a reload.`);
-      }
-      return;
-    } catch (error) {
-      if (kept.length === 0) return showError("runs-error", `This browser does not store runs (${error.message}): they last until the page closes.`);
-      kept.shift();
-    }
-  }
-}
-
-function addRun(run, networkFiles) {
+// Numbered after every run kept so far (other tabs' too), and kept with its network.
+async function addRun(run, networkFiles = []) {
+  await refreshRuns();
   run.number = state.runs.reduce((m, r) => Math.max(m, r.number), 0) + 1;
-  run.id = `${run.startedUnix}-${run.number}`;
-  state.runs.push(run);
-  if (networkFiles && networkFiles.length > 0) state.networkFiles.set(run.id, Array.from(networkFiles));
-  saveRuns();
+  run.id = run.id || `${run.startedUnix}-${run.number}-${Math.random().toString(36).slice(2, 8)}`;
+  run.networkFiles = Array.from(networkFiles);
+  try {
+    await state.store.put(run);
+  } catch (error) {
+    run.unkept = true;
+    showError("runs-error", error.message || String(error));
+  }
+  if (!state.runs.some((r) => r.id === run.id)) state.runs.push(run);
   showRun(run.id);
 }
 
@@ -751,14 +804,14 @@ function showRun(id) {
   state.cellTypes = run.cellTypes || [];
   drawPlots();
   showBest(run.kind === "loaded" ? `Run ${run.number}, loaded from ${run.fileName}` : `Run ${run.number}, best network`, run.report.best);
-  const hasNetwork = state.networkFiles.has(id);
+  const hasNetwork = run.networkFiles.length > 0;
   for (const button of document.querySelectorAll("#downloads button[data-file]")) {
     button.disabled = button.dataset.file.startsWith("network") && !hasNetwork;
   }
   const isRidge = run.report.flags.model.family === "gabor";
   $("network-note").textContent = hasNetwork ? ""
     : isRidge ? "The Gabor ridge model has no network file: refitting it takes a second."
-      : "The weights are kept only until the page is closed; this run's are gone.";
+      : "This run came without its network (an imported record).";
   $("download-tag").textContent = `${run.startedUnix}, ${new Date(run.startedUnix * 1000).toLocaleString()}`;
   $("downloads").hidden = false;
   renderRuns();
@@ -772,9 +825,9 @@ function insideContext() {
   if (run.report.flags.model.family === "gabor") {
     return { ok: false, why: `Run ${run.number} is the Gabor ridge model: its filters are fixed edge detectors, not learned, so there is no network to look inside.` };
   }
-  const bpk = (state.networkFiles.get(run.id) || []).find((f) => f.name.endsWith(".bpk"));
+  const bpk = run.networkFiles.find((f) => f.name.endsWith(".bpk"));
   if (!bpk) {
-    return { ok: false, why: `Run ${run.number}'s weights are gone (they are kept only until the page closes): load its .bpk file to look inside.` };
+    return { ok: false, why: `Run ${run.number} came without its network: load its .bpk file to look inside.` };
   }
   if (!state.dataset) return { ok: false, why: "Load the data the network was trained on first." };
   if (run.datasetName !== state.datasetName) {
@@ -792,7 +845,7 @@ function insideContext() {
     network: bpk,
     truth: state.datasetTruth,
     backend: $("backend-select").value,
-    image: (i) => state.dataset.image(i),
+    image: datasetImage,
   };
 }
 
@@ -827,7 +880,7 @@ function download(button) {
   let files;
   try {
     files = prefix.startsWith("network")
-      ? state.networkFiles.get(run.id) || []
+      ? run.networkFiles
       : Array.from(state.engine.exportReport(run.report, run.startedUnix, run.sources || [], run.cellTypes || []));
   } catch (error) {
     return showError("runs-error", `Could not make the file: ${error.message || error}`);
@@ -855,26 +908,41 @@ async function loadNetworks(files, errorId) {
   hideError(errorId);
   if (!state.dataset) return showError(errorId, "Load the dataset the network was trained on first.");
   for (const [name, buffer] of files) {
-    try {
-      const result = await state.dataset.evaluateNetwork(name, new Uint8Array(buffer));
-      addRun({
-        kind: "loaded",
-        fileName: name,
-        startedUnix: result.info.started_unix,
-        datasetName: state.datasetName,
-        sources: state.summary.sources,
-        cellTypes: state.datasetCellTypes,
-        report: result.report,
-        elapsedMs: null,
-        backend: "evaluated on the CPU",
-        stopped: false,
-      }, result.networkFiles);
-      if (result.warning) showError(errorId, result.warning);
-      document.body.dataset.loadedNetwork = name;
-    } catch (error) {
-      showError(errorId, String(error.message || error));
-      document.body.dataset.networkError = name;
+    const id = state.nextId++;
+    const bytes = new Uint8Array(buffer.slice(0));
+    request({ type: "evaluateNetwork", request: id, dataset: state.dataset.id, file: { name, bytes } }, [bytes.buffer]);
+    const result = await awaitReply(id);
+    if (result.type === "evaluationFailed") {
+      showError(errorId, result.error.message);
+      continue;
     }
+    await addRun({ kind: "loaded", fileName: name, startedUnix: result.info.started_unix,
+      datasetName: state.datasetName, sources: state.summary.sources, cellTypes: state.datasetCellTypes,
+      report: result.report, elapsedMs: null, backend: "evaluated on the CPU", stopped: false }, result.networkFiles);
+    if (result.warning) showError(errorId, result.warning);
+  }
+}
+
+// A class's exports (`pearsondata_T.json`, with `training_manualsave_T.json` for the curves),
+// listed beside this page's runs to compare; no weights come with them.
+async function importRecords(files, errorId) {
+  hideError(errorId);
+  const tagOf = (name) => (/_(\d+)(?: \(\d+\))?\.json$/.exec(name) || [])[1];
+  const training = new Map(files.filter(([n]) => n.startsWith("training_manualsave_")).map(([n, b]) => [tagOf(n), b]));
+  const pearson = files.filter(([n]) => n.startsWith("pearsondata_"));
+  if (pearson.length === 0) return showError(errorId, "To compare a run, drop its pearsondata_….json file.");
+  for (const [name, buffer] of pearson) {
+    const record = training.get(tagOf(name));
+    let imported;
+    try {
+      imported = state.engine.importRun(new Uint8Array(buffer), record ? new Uint8Array(record) : undefined);
+    } catch (error) {
+      showError(errorId, `${name}: ${error.message || error}`);
+      continue;
+    }
+    await addRun({ kind: "imported", fileName: name, startedUnix: imported.started_unix,
+      datasetName: imported.sources.join("+") || "(not recorded)", sources: imported.sources, cellTypes: [],
+      report: imported.report, elapsedMs: null, backend: "", stopped: false });
   }
 }
 
@@ -889,29 +957,36 @@ function settingsText(flags) {
 
 function renderRuns() {
   const table = $("runs-table");
+  const head = ["compare", "run", "started", "data", "how", "settings", "best step", "mean r", "FVE", "time", ""];
+  const rows = state.runs.map((run) => {
+    const best = run.report.best;
+    const how = { loaded: `loaded ${run.fileName}`, imported: `imported ${run.fileName}` }[run.kind] ||
+      `${run.stopped ? "stopped" : "trained"}, ${run.backend}`;
+    const box = el("input", { type: "checkbox", dataset: { compare: run.id }, checked: state.compare.includes(run.id),
+      "aria-label": `compare run ${run.number}` });
+    return el("tr", { className: run.id === state.shownRunId ? "shown" : "", dataset: { run: run.id } },
+      el("td", {}, box), el("td", {}, String(run.number)),
+      el("td", {}, new Date(run.startedUnix * 1000).toLocaleString()),
+      el("td", {}, run.datasetName.replace(/^upload:/, "")), el("td", {}, how),
+      el("td", { className: "settings" }, settingsText(run.report.flags)), el("td", {}, String(best.step)),
+      el("td", { className: "mean-r" }, best.mean_r.toFixed(3)), el("td", {}, best.fve.toFixed(3)),
+      el("td", {}, run.elapsedMs == null ? "—" : formatSeconds(run.elapsedMs / 1000)),
+      el("td", {}, el("button", { type: "button", dataset: { show: run.id } }, "Show")));
+  });
   // While a run trains, a row to bring it back on the plots after showing a stored run.
-  const liveRow = state.running
-    ? `<tr class="${state.shownRunId ? "" : "shown"}"><td></td><td>now</td><td colspan="8">training (${escapeHtml(state.live.datasetName.replace(/^upload:/, ""))})…</td><td><button type="button" data-show="live">Show</button></td></tr>`
-    : "";
-  if (state.runs.length === 0 && !liveRow) {
-    table.innerHTML = "<tr><td>No runs yet: train a network, or load a saved one.</td></tr>";
+  if (state.running) {
+    const data = state.live.datasetName.replace(/^upload:/, "");
+    rows.unshift(el("tr", { className: state.shownRunId ? "" : "shown" }, el("td"), el("td", {}, "now"),
+      el("td", { colSpan: 8 }, `training (${data})…`),
+      el("td", {}, el("button", { type: "button", dataset: { show: "live" } }, "Show"))));
+  }
+  if (rows.length === 0) {
+    table.replaceChildren(el("tr", {}, el("td", {}, "No runs yet: train a network, or load a saved one.")));
     state.compare = [];
     $("compare-figure").hidden = true;
     return;
   }
-  const head = "<tr><th>compare</th><th>run</th><th>started</th><th>data</th><th>how</th><th>settings</th><th>best step</th><th>mean r</th><th>FVE</th><th>time</th><th></th></tr>";
-  const rows = state.runs.map((run) => {
-    const best = run.report.best;
-    const how = run.kind === "loaded" ? `loaded ${run.fileName}` : `${run.stopped ? "stopped" : "trained"}, ${run.backend}`;
-    return `<tr class="${run.id === state.shownRunId ? "shown" : ""}" data-run="${run.id}">` +
-      `<td><input type="checkbox" data-compare="${run.id}" aria-label="compare run ${run.number}" ${state.compare.includes(run.id) ? "checked" : ""}></td>` +
-      `<td>${run.number}</td><td>${new Date(run.startedUnix * 1000).toLocaleString()}</td><td>${escapeHtml(run.datasetName.replace(/^upload:/, ""))}</td>` +
-      `<td>${escapeHtml(how)}</td><td class="settings">${escapeHtml(settingsText(run.report.flags))}</td>` +
-      `<td>${best.step}</td><td class="mean-r">${best.mean_r.toFixed(3)}</td><td>${best.fve.toFixed(3)}</td>` +
-      `<td>${run.elapsedMs == null ? "—" : formatSeconds(run.elapsedMs / 1000)}</td>` +
-      `<td><button type="button" data-show="${run.id}">Show</button></td></tr>`;
-  });
-  table.innerHTML = head + liveRow + rows.join("");
+  table.replaceChildren(el("tr", {}, head.map((h) => el("th", { scope: "col" }, h))), ...rows);
   drawCompare();
 }
 
@@ -953,12 +1028,11 @@ function drawCompare() {
   canvas.setAttribute("aria-label", `Comparison of two runs. ${text}`);
 }
 
-function clearRuns() {
+async function clearRuns() {
   state.runs = [];
-  state.networkFiles.clear();
   state.compare = [];
   state.shownRunId = null;
-  localStorage.removeItem(RUNS_KEY);
+  await state.store.clear();
   $("downloads").hidden = true;
   hideError("runs-error");
   renderRuns();
@@ -973,10 +1047,6 @@ function showError(id, message) {
 function hideError(id) {
   $(id).hidden = true;
   $(id).textContent = "";
-}
-
-function escapeHtml(text) {
-  return String(text).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 }
 
 main().catch((error) => {

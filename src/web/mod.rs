@@ -1,14 +1,15 @@
-//! The browser boundary: what JavaScript (the page's worker, and the browser tests) calls.
-//! Values cross as plain JS objects through `serde-wasm-bindgen`; errors as strings.
+//! The browser boundary: what JavaScript calls. The engine worker speaks the typed protocol of
+//! [`engine`]; the page's own thread uses the rest (presets, settings text, plots, exports);
+//! the inspector worker uses [`WebDataset`] and the explainers. Values cross as plain JS
+//! objects through `serde-wasm-bindgen`.
 
 mod canvas;
+mod engine;
 mod explain;
 mod plots;
 
+pub use engine::{Engine, Event, Request};
 pub use explain::{WebExplainer, WebInversion};
-
-use std::cell::RefCell;
-use std::rc::Rc;
 
 use js_sys::{Array, Uint8Array};
 use serde::Serialize;
@@ -17,9 +18,8 @@ use wasm_bindgen::prelude::*;
 use crate::backend::{self, BackendKind, ComputeDevice};
 use crate::data::{self, Dataset};
 use crate::model::ModelFamily;
-use crate::results::{self, ExportFile, SavedNetwork};
-use crate::training::ridge::fit_gabor_ridge;
-use crate::training::{Progress, Trainer, TrainingConfig, TrainingReport};
+use crate::results::{self, ExportFile};
+use crate::training::{TrainingConfig, TrainingReport};
 
 #[wasm_bindgen(start)]
 pub fn start() {
@@ -27,9 +27,13 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
+/// Plain JS objects (maps as objects, no BigInts); bytes as Uint8Array, so that files cross
+/// whole (and can be transferred) instead of as arrays of numbers.
 fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
     value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .serialize(
+            &serde_wasm_bindgen::Serializer::json_compatible().serialize_bytes_as_arrays(false),
+        )
         .map_err(|e| JsValue::from_str(&e.to_string()))
 }
 
@@ -67,49 +71,6 @@ impl WebDataset {
     /// Images, neurons, mean rate, pixel statistics.
     pub fn summary(&self) -> Result<JsValue, JsValue> {
         to_js(&self.inner.summary())
-    }
-
-    /// Checks a `TrainingConfig` against this dataset (set sizes, batch size, the feature
-    /// map); throws `--flag: message`.
-    pub fn validate(&self, config: JsValue) -> Result<(), JsValue> {
-        let config: TrainingConfig = serde_wasm_bindgen::from_value(config).map_err(error)?;
-        config.validate_for(&self.inner).map_err(error)
-    }
-
-    /// Loads a saved network (`.bpk`, Burn's record format, written by this page or `v1p`)
-    /// and evaluates it on this dataset with its own split, on the CPU. Returns
-    /// `{ report, info, networkFiles, warning? }`; throws a plain message when the file is not a saved network or
-    /// the network does not fit this dataset.
-    #[wasm_bindgen(js_name = evaluateNetwork)]
-    pub async fn evaluate_network(
-        &self,
-        name: String,
-        bytes: Uint8Array,
-    ) -> Result<JsValue, JsValue> {
-        let network = SavedNetwork::from_burnpack(&name, &bytes.to_vec())
-            .await
-            .map_err(error)?;
-        let device = device_for("cpu").await?;
-        let report = network
-            .evaluate(&self.inner, &device.device)
-            .await
-            .map_err(|e| error(format!("{name}: {e}")))?;
-        #[derive(Serialize)]
-        struct Evaluated<'a> {
-            report: TrainingReport,
-            info: &'a results::NetworkInfo,
-        }
-        let result = to_js(&Evaluated {
-            report,
-            info: &network.info,
-        })?;
-        // Its files again (the seed's weights too), so a loaded run downloads like a trained one.
-        let files = files_to_js(results::network_files(&network).map_err(error)?);
-        js_sys::Reflect::set(&result, &"networkFiles".into(), &files)?;
-        if let Some(warning) = network.source_warning(&self.inner) {
-            js_sys::Reflect::set(&result, &"warning".into(), &warning.into())?;
-        }
-        Ok(result)
     }
 
     /// One image's pixels, row-major, for thumbnails.
@@ -212,107 +173,19 @@ pub fn model_families() -> Result<JsValue, JsValue> {
     to_js(&families)
 }
 
-/// A run in the page: a network trained step by step, or the Gabor ridge model, fitted at
-/// once when it is created.
-enum Run {
-    Training(Box<Trainer>),
-    Fitted(Box<TrainingReport>),
+/// A student's exported run, for the runs panel: `pearsondata_T.json`'s bytes and, when it
+/// came along, `training_manualsave_T.json`'s. Returns `{ report, started_unix, sources }`;
+/// throws a message in words when the files are not this program's exports.
+#[wasm_bindgen(js_name = importRun)]
+pub fn import_run(pearson: &[u8], training: Option<Vec<u8>>) -> Result<JsValue, JsValue> {
+    let imported =
+        results::import::report_from_exports(pearson, training.as_deref()).map_err(error)?;
+    to_js(&imported)
 }
 
-/// One training run on one backend, driven in slices by the caller (which can pause or stop
-/// between slices).
-#[wasm_bindgen]
-pub struct WebTrainer {
-    // Taken out while a call awaits the device, so no borrow spans an await; a second call
-    // meanwhile is refused instead of panicking.
-    run: Rc<RefCell<Option<Run>>>,
-}
-
-impl WebTrainer {
-    fn take(&self) -> Result<Run, JsValue> {
-        self.run
-            .borrow_mut()
-            .take()
-            .ok_or_else(|| error("the trainer is busy: wait for the previous call"))
-    }
-
-    fn put_back(&self, run: Run) {
-        *self.run.borrow_mut() = Some(run);
-    }
-}
-
-#[wasm_bindgen]
-impl WebTrainer {
-    /// Validates `config` (a `TrainingConfig` object) against the dataset and builds the
-    /// network on `backend` ("wgpu" or "cpu") — or fits the Gabor ridge model, which needs
-    /// no device. Throws `--flag: message` on a bad flag.
-    pub async fn create(
-        dataset: &WebDataset,
-        config: JsValue,
-        backend: String,
-    ) -> Result<WebTrainer, JsValue> {
-        let config: TrainingConfig = serde_wasm_bindgen::from_value(config).map_err(error)?;
-        let run = if config.model.family.is_trained() {
-            let device = device_for(&backend).await?;
-            let trainer =
-                Trainer::new(config, dataset.inner.clone(), &device.device).map_err(error)?;
-            Run::Training(Box::new(trainer))
-        } else {
-            let report = fit_gabor_ridge(config, &dataset.inner).map_err(error)?;
-            Run::Fitted(Box::new(report))
-        };
-        Ok(WebTrainer {
-            run: Rc::new(RefCell::new(Some(run))),
-        })
-    }
-
-    /// Runs up to `max_updates` steps (ending early after an evaluation); returns progress.
-    pub async fn advance(&self, max_updates: usize) -> Result<JsValue, JsValue> {
-        match self.take()? {
-            Run::Training(mut trainer) => {
-                let progress = trainer.advance(max_updates).await;
-                self.put_back(Run::Training(trainer));
-                to_js(&progress.map_err(error)?)
-            }
-            Run::Fitted(report) => {
-                let progress = Progress {
-                    steps_done: report.steps_done,
-                    max_steps: report.flags.max_steps,
-                    evaluation: report.history.last().cloned(),
-                    best: report.best.clone(),
-                    finished: true,
-                };
-                self.put_back(Run::Fitted(report));
-                to_js(&progress)
-            }
-        }
-    }
-
-    /// The best network so far as the seed's weights (`.npz`) and Burn's record (`.bpk`);
-    /// empty before the first evaluation, and for the Gabor ridge model (no network).
-    /// Reads the weights back asynchronously.
-    #[wasm_bindgen(js_name = exportNetwork)]
-    pub async fn export_network(&self, started_unix: f64) -> Result<Array, JsValue> {
-        let run = self.take()?;
-        let network = match &run {
-            Run::Training(trainer) => SavedNetwork::best_of(trainer, started_unix as u64).await,
-            Run::Fitted(_) => Ok(None),
-        };
-        self.put_back(run);
-        match network.map_err(error)? {
-            Some(network) => Ok(files_to_js(
-                results::network_files(&network).map_err(error)?,
-            )),
-            None => Ok(Array::new()),
-        }
-    }
-
-    /// Everything the seed saved about the run so far.
-    pub fn report(&self) -> Result<JsValue, JsValue> {
-        let run = self.run.borrow();
-        match run.as_ref().ok_or_else(|| error("the trainer is busy"))? {
-            Run::Training(trainer) => to_js(&trainer.report()),
-            Run::Fitted(report) => to_js(report),
-        }
-    }
+/// Whether a stored value is a whole report of a run with a best network (stored runs come
+/// from older versions of the page too): serde's own check, not a copy of it in JavaScript.
+#[wasm_bindgen(js_name = isCompleteReport)]
+pub fn is_complete_report(report: JsValue) -> bool {
+    serde_wasm_bindgen::from_value::<TrainingReport>(report).is_ok_and(|r| r.best.is_some())
 }

@@ -1,0 +1,635 @@
+//! The engine worker: one per page, for the page's lifetime. It owns the datasets, the device
+//! (WebGPU started once, its kernels compiled once) and the runs, and speaks to the page only
+//! through [`Request`] and [`Event`] — the protocol, typed here and nowhere else. worker.js
+//! passes every message to [`Engine::handle`] and posts every event back, as it is.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use js_sys::{Array, Function, Uint8Array};
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+
+use super::to_js;
+use crate::backend::{self, BackendKind, ComputeDevice};
+use crate::config::ConfigError;
+use crate::data::{self, Dataset, DatasetSummary};
+use crate::results::{self, ExportFile, NetworkInfo, SavedNetwork};
+use crate::training::ridge::fit_gabor_ridge;
+use crate::training::{Progress, TrainError, Trainer, TrainingConfig, TrainingReport};
+
+/// What the page asks of the engine. Ids are chosen by the page.
+#[derive(Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
+pub enum Request {
+    /// Parse `.mat` files (several: the same images, neurons side by side) as dataset `dataset`.
+    LoadDataset {
+        dataset: u32,
+        files: Vec<NamedBytes>,
+    },
+    /// Forget a dataset (runs keep their own copy).
+    DropDataset {
+        dataset: u32,
+    },
+    /// Train (or, for the Gabor model, fit) on a loaded dataset. `backend`: auto, wgpu or cpu.
+    /// A run already going is stopped first: one run at a time.
+    StartRun {
+        run: u32,
+        dataset: u32,
+        config: TrainingConfig,
+        backend: String,
+        started_unix: f64,
+    },
+    Pause {
+        run: u32,
+    },
+    Resume {
+        run: u32,
+    },
+    /// Stops after the current slice; the run then finishes with its best network.
+    Stop {
+        run: u32,
+    },
+    /// Evaluate a saved network (`.bpk`) on a loaded dataset, with its own split.
+    EvaluateNetwork {
+        request: u32,
+        dataset: u32,
+        file: NamedBytes,
+    },
+}
+
+#[derive(Deserialize)]
+pub struct NamedBytes {
+    pub name: String,
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// What the engine tells the page.
+#[derive(Serialize)]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum Event {
+    /// The engine is up; `adapter` names the GPU, or says why there is none.
+    Ready {
+        webgpu: bool,
+        adapter: String,
+    },
+    /// The images come along as one Float32Array (`images`, image after image).
+    DatasetLoaded {
+        dataset: u32,
+        summary: DatasetSummary,
+    },
+    DatasetFailed {
+        dataset: u32,
+        error: EngineError,
+    },
+    /// The device is chosen and the network built; `notice` when the choice was a fallback.
+    RunStarted {
+        run: u32,
+        backend: BackendKind,
+        description: String,
+        notice: Option<String>,
+        report: TrainingReport,
+    },
+    /// After every slice of steps; `report` (history, per-neuron r) at most 4 times a second.
+    Progress {
+        run: u32,
+        progress: Progress,
+        report: Option<TrainingReport>,
+        elapsed_ms: f64,
+    },
+    Paused {
+        run: u32,
+    },
+    Resumed {
+        run: u32,
+    },
+    /// The best network's files come along (empty for the Gabor model).
+    RunFinished {
+        run: u32,
+        report: TrainingReport,
+        stopped: bool,
+        elapsed_ms: f64,
+        network_files: Vec<FileOut>,
+        export_error: Option<String>,
+    },
+    /// `started`: whether the run had begun (a refused setting fails before it begins).
+    RunFailed {
+        run: u32,
+        started: bool,
+        error: EngineError,
+    },
+    NetworkEvaluated {
+        request: u32,
+        report: TrainingReport,
+        info: NetworkInfo,
+        network_files: Vec<FileOut>,
+        warning: Option<String>,
+    },
+    EvaluationFailed {
+        request: u32,
+        error: EngineError,
+    },
+    /// A message that is not a request (a bug in the page, not the user's doing).
+    ProtocolError {
+        error: EngineError,
+    },
+}
+
+/// An error with its structure kept to the form: `flag` names the setting to point at.
+#[derive(Clone, Debug, Serialize)]
+pub struct EngineError {
+    pub kind: ErrorKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flag: Option<String>,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorKind {
+    /// A setting refused; `flag` says which.
+    Flag,
+    /// A file that is not usable data.
+    Data,
+    /// A saved network that cannot be read or does not fit the data.
+    Network,
+    /// The device failed (WebGPU lost, a read-back failed).
+    Device,
+    /// Training went wrong (diverged).
+    Training,
+    Protocol,
+}
+
+impl EngineError {
+    fn new(kind: ErrorKind, message: impl ToString) -> Self {
+        Self {
+            kind,
+            flag: None,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl From<ConfigError> for EngineError {
+    fn from(e: ConfigError) -> Self {
+        Self {
+            kind: ErrorKind::Flag,
+            message: e.to_string(),
+            flag: Some(e.flag),
+        }
+    }
+}
+
+impl From<TrainError> for EngineError {
+    fn from(e: TrainError) -> Self {
+        match e {
+            TrainError::Config(config) => config.into(),
+            TrainError::Device(_) => Self::new(ErrorKind::Device, e),
+            TrainError::Diverged { .. } => Self::new(ErrorKind::Training, e),
+        }
+    }
+}
+
+/// A file for download; its bytes cross as a Uint8Array (transferred, not copied).
+#[derive(Serialize)]
+pub struct FileOut {
+    name: String,
+    mime: &'static str,
+    #[serde(with = "serde_bytes")]
+    bytes: Vec<u8>,
+}
+
+impl From<ExportFile> for FileOut {
+    fn from(f: ExportFile) -> Self {
+        Self {
+            name: f.name,
+            mime: f.mime,
+            bytes: f.bytes,
+        }
+    }
+}
+
+/// Pause and stop, set by requests while the run's loop awaits between slices.
+#[derive(Default)]
+struct Control {
+    paused: Cell<bool>,
+    stopped: Cell<bool>,
+}
+
+struct EngineState {
+    emit: Function,
+    /// WebGPU's adapter as the browser names it (wgpu does not know it), or why there is none.
+    adapter: Result<String, String>,
+    datasets: RefCell<HashMap<u32, Dataset>>,
+    runs: RefCell<HashMap<u32, Rc<Control>>>,
+}
+
+/// The engine as worker.js holds it.
+#[wasm_bindgen]
+pub struct Engine {
+    state: Rc<EngineState>,
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// `emit(event, transfer)` posts an event to the page; `adapter` is
+    /// `{ ok, name?, reason? }` from the browser's `navigator.gpu`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(emit: Function, adapter: JsValue) -> Engine {
+        #[derive(Deserialize)]
+        struct Adapter {
+            ok: bool,
+            name: Option<String>,
+            reason: Option<String>,
+        }
+        let adapter = match serde_wasm_bindgen::from_value::<Adapter>(adapter) {
+            Ok(Adapter { ok: true, name, .. }) => {
+                Ok(name.unwrap_or_else(|| "unnamed adapter".into()))
+            }
+            Ok(Adapter { reason, .. }) => Err(reason.unwrap_or_else(|| "no WebGPU".into())),
+            Err(e) => Err(e.to_string()),
+        };
+        let state = Rc::new(EngineState {
+            emit,
+            adapter,
+            datasets: RefCell::default(),
+            runs: RefCell::default(),
+        });
+        state.send(&Event::Ready {
+            webgpu: state.adapter.is_ok(),
+            adapter: match &state.adapter {
+                Ok(name) | Err(name) => name.clone(),
+            },
+        });
+        Engine { state }
+    }
+
+    /// Takes one request from the page; what comes of it arrives as events.
+    pub fn handle(&self, request: JsValue) {
+        match serde_wasm_bindgen::from_value::<Request>(request) {
+            Ok(request) => self.state.clone().handle(request),
+            Err(e) => self.state.send(&Event::ProtocolError {
+                error: EngineError::new(ErrorKind::Protocol, format!("not a request: {e}")),
+            }),
+        }
+    }
+}
+
+impl EngineState {
+    fn handle(self: Rc<Self>, request: Request) {
+        match request {
+            Request::LoadDataset { dataset, files } => self.load_dataset(dataset, files),
+            Request::DropDataset { dataset } => {
+                self.datasets.borrow_mut().remove(&dataset);
+            }
+            Request::StartRun {
+                run,
+                dataset,
+                config,
+                backend,
+                started_unix,
+            } => {
+                // One run at a time: a new one stops the old.
+                for control in self.runs.borrow().values() {
+                    control.stopped.set(true);
+                }
+                let control = Rc::new(Control::default());
+                self.runs.borrow_mut().insert(run, control.clone());
+                wasm_bindgen_futures::spawn_local(async move {
+                    let start = RunStart {
+                        run,
+                        dataset,
+                        config,
+                        backend,
+                        started_unix,
+                    };
+                    if let Err((started, error)) = self.run(start, &control).await {
+                        self.send(&Event::RunFailed {
+                            run,
+                            started,
+                            error,
+                        });
+                    }
+                    self.runs.borrow_mut().remove(&run);
+                });
+            }
+            Request::Pause { run } => self.control(run, |c| c.paused.set(true)),
+            Request::Resume { run } => self.control(run, |c| c.paused.set(false)),
+            Request::Stop { run } => self.control(run, |c| c.stopped.set(true)),
+            Request::EvaluateNetwork {
+                request,
+                dataset,
+                file,
+            } => wasm_bindgen_futures::spawn_local(async move {
+                match self.evaluate_network(dataset, file).await {
+                    Ok(event) => self.send(&event(request)),
+                    Err(error) => self.send(&Event::EvaluationFailed { request, error }),
+                }
+            }),
+        }
+    }
+
+    fn control(&self, run: u32, change: impl Fn(&Control)) {
+        if let Some(control) = self.runs.borrow().get(&run) {
+            change(control);
+        }
+    }
+
+    fn load_dataset(&self, id: u32, files: Vec<NamedBytes>) {
+        let loaded = data::load_files(files.iter().map(|f| (f.name.as_str(), f.bytes.as_slice())));
+        match loaded {
+            Ok(dataset) => {
+                let summary = dataset.summary();
+                let event = Event::DatasetLoaded {
+                    dataset: id,
+                    summary,
+                };
+                // The pixels once, for thumbnails and the inside views.
+                let images = js_sys::Float32Array::from(dataset.images.as_slice());
+                self.datasets.borrow_mut().insert(id, dataset);
+                self.send_with(
+                    &event,
+                    &[("images", images.clone().into())],
+                    &[images.buffer().into()],
+                );
+            }
+            Err(e) => self.send(&Event::DatasetFailed {
+                dataset: id,
+                error: EngineError::new(ErrorKind::Data, e),
+            }),
+        }
+    }
+
+    fn dataset(&self, id: u32) -> Result<Dataset, EngineError> {
+        self.datasets.borrow().get(&id).cloned().ok_or_else(|| {
+            EngineError::new(ErrorKind::Protocol, format!("no dataset {id} is loaded"))
+        })
+    }
+
+    /// A run from start to end; the error says whether the run had started.
+    async fn run(&self, start: RunStart, control: &Control) -> Result<(), (bool, EngineError)> {
+        let not_started = |e: EngineError| (false, e);
+        let dataset = self.dataset(start.dataset).map_err(not_started)?;
+        let config = start.config;
+        config
+            .validate_for(&dataset)
+            .map_err(|e| not_started(e.into()))?;
+        let mut runner = if config.model.family.is_trained() {
+            let (device, notice) = self.device(&start.backend).await.map_err(not_started)?;
+            let trainer =
+                Trainer::new(config, dataset, &device.device).map_err(|e| not_started(e.into()))?;
+            self.send(&Event::RunStarted {
+                run: start.run,
+                backend: device.kind,
+                description: device.description.clone(),
+                notice,
+                report: trainer.report(),
+            });
+            trainer
+        } else {
+            // The Gabor ridge model: fitted at once, on the CPU, no device needed.
+            let started = now_ms();
+            let report = fit_gabor_ridge(config, &dataset).map_err(|e| not_started(e.into()))?;
+            self.send(&Event::RunStarted {
+                run: start.run,
+                backend: BackendKind::Cpu,
+                description: "CPU (a closed-form ridge fit)".into(),
+                notice: None,
+                report: report.clone(),
+            });
+            self.send(&Event::RunFinished {
+                run: start.run,
+                report,
+                stopped: false,
+                elapsed_ms: now_ms() - started,
+                network_files: Vec::new(),
+                export_error: None,
+            });
+            return Ok(());
+        };
+        let started = now_ms();
+        let elapsed_ms = self
+            .train(start.run, &mut runner, control, started)
+            .await
+            .map_err(|e| (true, e))?;
+        // The best network's files are made here, where it lives (read back asynchronously).
+        let (network_files, export_error) =
+            match SavedNetwork::best_of(&runner, start.started_unix as u64).await {
+                Ok(Some(network)) => match results::network_files(&network) {
+                    Ok(files) => (files.into_iter().map(FileOut::from).collect(), None),
+                    Err(e) => (Vec::new(), Some(e.to_string())),
+                },
+                Ok(None) => (Vec::new(), None),
+                Err(e) => (Vec::new(), Some(e.to_string())),
+            };
+        let event = Event::RunFinished {
+            run: start.run,
+            report: runner.report(),
+            stopped: control.stopped.get(),
+            elapsed_ms,
+            network_files,
+            export_error,
+        };
+        self.send(&event);
+        Ok(())
+    }
+
+    /// Steps in slices of about 150 ms — responsive controls, few round trips — with pause
+    /// and stop looked at between slices. Returns the time spent training (pauses excluded).
+    async fn train(
+        &self,
+        run: u32,
+        trainer: &mut Trainer,
+        control: &Control,
+        started: f64,
+    ) -> Result<f64, EngineError> {
+        const TARGET_SLICE_MS: f64 = 150.0;
+        let mut paused_ms = 0.0;
+        let mut slice = 1usize;
+        let mut last_report_at = f64::NEG_INFINITY;
+        loop {
+            if control.paused.get() && !control.stopped.get() {
+                let paused_at = now_ms();
+                self.send(&Event::Paused { run });
+                while control.paused.get() && !control.stopped.get() {
+                    sleep_ms(30).await;
+                }
+                paused_ms += now_ms() - paused_at;
+                if !control.stopped.get() {
+                    self.send(&Event::Resumed { run });
+                }
+            }
+            if control.stopped.get() {
+                break;
+            }
+            let t0 = now_ms();
+            let progress = trainer.advance(slice).await?;
+            let took = now_ms() - t0;
+            if progress.evaluation.is_none() {
+                let scaled = (slice as f64 * TARGET_SLICE_MS / took.max(1.0)).round();
+                slice = (scaled as usize).clamp(1, 200);
+            }
+            // Small networks on a fast device evaluate far more often than a page redraws.
+            let now = now_ms();
+            let with_report = progress.evaluation.is_some() && now - last_report_at > 250.0;
+            if with_report {
+                last_report_at = now;
+            }
+            let finished = progress.finished;
+            self.send(&Event::Progress {
+                run,
+                progress,
+                report: with_report.then(|| trainer.report()),
+                elapsed_ms: now - started - paused_ms,
+            });
+            if finished {
+                break;
+            }
+            // Lets pause and stop requests in.
+            sleep_ms(0).await;
+        }
+        Ok(now_ms() - started - paused_ms)
+    }
+
+    /// The device for a run: WebGPU when asked for or when "auto" finds it (initialised once
+    /// for the engine's lifetime), the CPU otherwise — with a notice saying why.
+    async fn device(
+        &self,
+        preference: &str,
+    ) -> Result<(ComputeDevice, Option<String>), EngineError> {
+        let device_error = |e: String| EngineError::new(ErrorKind::Device, e);
+        let cpu = || async { backend::init(BackendKind::Cpu).await.map_err(device_error) };
+        match preference {
+            "cpu" => Ok((cpu().await?, None)),
+            "wgpu" | "auto" => {
+                let attempt = match &self.adapter {
+                    Ok(name) => backend::init(BackendKind::Wgpu).await.map(|mut device| {
+                        device.description = format!("GPU via WebGPU: {name}");
+                        device
+                    }),
+                    Err(reason) => Err(reason.clone()),
+                };
+                match attempt {
+                    Ok(device) => Ok((device, None)),
+                    Err(reason) if preference == "auto" => Ok((
+                        cpu().await?,
+                        Some(format!(
+                            "WebGPU is not available ({reason}), so the work runs on the CPU — \
+                             slower, but the same network."
+                        )),
+                    )),
+                    Err(reason) => Err(device_error(format!(
+                        "WebGPU was requested but is not available: {reason}"
+                    ))),
+                }
+            }
+            other => Err(EngineError::new(
+                ErrorKind::Protocol,
+                format!("unknown backend `{other}` (use auto, wgpu or cpu)"),
+            )),
+        }
+    }
+
+    /// Saved networks are evaluated on the CPU: one pass, no kernels to compile.
+    async fn evaluate_network(
+        &self,
+        dataset: u32,
+        file: NamedBytes,
+    ) -> Result<impl FnOnce(u32) -> Event, EngineError> {
+        let dataset = self.dataset(dataset)?;
+        let network_error = |e: String| EngineError::new(ErrorKind::Network, e);
+        let network = SavedNetwork::from_burnpack(&file.name, &file.bytes)
+            .await
+            .map_err(|e| network_error(e.to_string()))?;
+        let device = backend::init(BackendKind::Cpu)
+            .await
+            .map_err(|e| EngineError::new(ErrorKind::Device, e))?;
+        let report = network
+            .evaluate(&dataset, &device.device)
+            .await
+            .map_err(|e| network_error(format!("{}: {e}", file.name)))?;
+        // Its files again (the seed's weights too), so a loaded run downloads like a trained one.
+        let files = results::network_files(&network).map_err(|e| network_error(e.to_string()))?;
+        let warning = network.source_warning(&dataset);
+        Ok(move |request| Event::NetworkEvaluated {
+            request,
+            report,
+            info: network.info,
+            network_files: files.into_iter().map(FileOut::from).collect(),
+            warning,
+        })
+    }
+
+    fn send(&self, event: &Event) {
+        self.send_with(event, &[], &[]);
+    }
+
+    /// Posts an event with extra properties (typed arrays serde would copy into plain arrays)
+    /// and the buffers to transfer: every file's bytes, and `transfer`.
+    fn send_with(&self, event: &Event, extra: &[(&str, JsValue)], transfer: &[JsValue]) {
+        let value = match to_js(event) {
+            Ok(value) => value,
+            Err(e) => {
+                return web_sys::console::error_2(&"the engine could not send an event:".into(), &e);
+            }
+        };
+        let buffers = Array::new();
+        for (key, item) in extra {
+            let _ = js_sys::Reflect::set(&value, &(*key).into(), item);
+        }
+        for buffer in transfer {
+            buffers.push(buffer);
+        }
+        for key in ["networkFiles"] {
+            if let Ok(files) = js_sys::Reflect::get(&value, &key.into()) {
+                let files = if Array::is_array(&files) {
+                    Array::from(&files)
+                } else {
+                    Array::new()
+                };
+                for file in files.iter() {
+                    if let Ok(bytes) = js_sys::Reflect::get(&file, &"bytes".into()) {
+                        buffers.push(&Uint8Array::from(bytes).buffer());
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.emit.call2(&JsValue::NULL, &value, &buffers) {
+            web_sys::console::error_2(&"the engine could not post an event:".into(), &e);
+        }
+    }
+}
+
+struct RunStart {
+    run: u32,
+    dataset: u32,
+    config: TrainingConfig,
+    backend: String,
+    started_unix: f64,
+}
+
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+/// Yields to the event loop (a macrotask, so that messages get in) for at least `ms`.
+async fn sleep_ms(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let global = js_sys::global();
+        if let Ok(set_timeout) = js_sys::Reflect::get(&global, &"setTimeout".into()) {
+            let _ = Function::from(set_timeout).call2(&global, &resolve, &ms.into());
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}

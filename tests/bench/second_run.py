@@ -1,0 +1,60 @@
+"""Start-up cost of a run in the page: two runs of the same small network in a row, on WebGPU
+and on the CPU backend. For each run: the time from the Train click to the first step shown,
+and the steady-state time per step of that run; the ratio first-step / steady-step says what a
+run pays to start. Issue 9's goal: the second run's first step within 2× its steady state.
+Only the DOM is read (the progress line), so any version of the page can be measured.
+Usage: python3 tests/bench/second_run.py [DIST_DIR]"""
+import pathlib
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "e2e"))
+from conftest import ROOT, chromium, free_port  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+dist = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "dist")
+port = free_port()
+server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "static_server.py"), dist, str(port)])
+time.sleep(0.5)
+driver = chromium()
+driver.set_script_timeout(30)
+
+# Every change of the progress line, time-stamped, from the click on.
+WATCH = """window.__steps = []; const t0 = performance.now();
+const line = document.getElementById('progress-text');
+window.__obs && window.__obs.disconnect();
+window.__obs = new MutationObserver(() => {
+  const m = /^Step ([\\d,]+) of/.exec(line.textContent);
+  if (m) window.__steps.push([performance.now() - t0, Number(m[1].replace(/,/g, ''))]);
+});
+window.__obs.observe(line, {childList: true, characterData: true, subtree: true});"""
+
+
+def one_run():
+    driver.execute_script(WATCH)
+    driver.find_element(By.ID, "train-button").click()
+    WebDriverWait(driver, 900).until(
+        lambda d: d.execute_script("return document.body.dataset.state") in ("finished", "error"))
+    assert driver.execute_script("return document.body.dataset.state") == "finished"
+    steps = driver.execute_script("return window.__steps")
+    first_ms, first_step = steps[0]
+    # Steady state: from the first quarter of the run to its last report.
+    start = next(s for s in steps if s[1] >= steps[-1][1] / 4)
+    steady = (steps[-1][0] - start[0]) / max(steps[-1][1] - start[1], 1)
+    return first_ms, first_step, steady
+
+
+SMALL = "conv1=4&conv2=8&hidden1=32&batch_size=20&optimizer=adam&learning_rate=0.001"
+for backend, steps in (("wgpu", 40), ("cpu", 200)):
+    driver.get(f"http://127.0.0.1:{port}/index.html?backend={backend}&max_steps={steps}"
+               f"&eval_every=100000&{SMALL}")
+    WebDriverWait(driver, 120).until(lambda d: d.execute_script("return document.body.dataset.ready") == "true")
+    WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "dataset-summary").text)
+    for run in (1, 2):
+        first_ms, first_step, steady = one_run()
+        print(f"{backend} run {run}: click → step {first_step} shown {first_ms:.0f} ms; "
+              f"steady {steady:.1f} ms/step; first / steady = {first_ms / steady:.1f}×", flush=True)
+driver.quit()
+server.terminate()
