@@ -4,6 +4,7 @@
 import { createInside } from "./inside.js";
 import { compileEngine, startEngine } from "./engine.js";
 import { webgpuAdapter } from "./compute.js";
+import { registerOffline } from "./offline.js";
 
 // The seed's flags, grouped and worded as its `--help`; `path` is where they sit in the
 // engine's TrainingConfig.
@@ -100,6 +101,7 @@ async function main() {
     $("engine-status").textContent = `The engine could not be loaded (${error.message || error}). Reload the page to try again.`;
     return;
   }
+  registerOffline();
   buildModelMenu();
   applyConfig(state.engine.presetConfig("seed"));
   applyUrl();
