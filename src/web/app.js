@@ -4,6 +4,7 @@
 // inspector.js (driven by inside.js). This thread reads files, draws and keeps the runs.
 import { createInside } from "./inside.js";
 import { compileEngine, startEngine } from "./engine.js";
+import { registerOffline } from "./offline.js";
 import { el, openRunStore } from "./runs.js";
 
 // The seed's flags, grouped and worded as its `--help`; `path` is where they sit in the
@@ -101,6 +102,7 @@ async function main() {
     $("engine-status").textContent = `The engine could not be loaded (${error.message || error}). Reload the page to try again.`;
     return;
   }
+  registerOffline();
   const engineReady = startEngineWorker();
   buildModelMenu();
   applyConfig(state.engine.presetConfig("seed"));

@@ -14,13 +14,27 @@ export async function compileEngine(onProgress = () => {}) {
   if ("DecompressionStream" in globalThis) {
     const response = await fetch(`${WASM_URL.href}.gz`).catch(() => null);
     if (response && response.ok && response.body) {
-      const inflated = counted(response, onProgress).pipeThrough(new DecompressionStream("gzip"));
+      const inflated = counted(keptForOffline(response), onProgress).pipeThrough(new DecompressionStream("gzip"));
       return WebAssembly.compileStreaming(new Response(inflated, { headers: { "Content-Type": "application/wasm" } }));
     }
   }
   const response = await fetch(WASM_URL);
   if (!response.ok) throw new Error(`could not load the engine: ${response.status} ${response.statusText}`);
   return WebAssembly.compile(await new Response(counted(response, onProgress)).arrayBuffer());
+}
+
+// A first visit's download of the engine (gzip) is kept for the service worker (sw.js), which
+// would otherwise download it again to work offline; it takes it when it is its build's.
+let kept = Promise.resolve();
+export const engineKept = () => kept;
+
+function keptForOffline(response) {
+  if (!globalThis.caches || globalThis.navigator?.serviceWorker?.controller) return response;
+  const [body, copy] = response.body.tee();
+  kept = caches.open("v1-predictor-download")
+    .then((cache) => cache.put(`${WASM_URL.href}.gz`, new Response(copy, { headers: response.headers })))
+    .catch(() => {});
+  return new Response(body, { headers: response.headers });
 }
 
 // Instantiates a compiled module on this thread; returns the engine's exports.
