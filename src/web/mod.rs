@@ -3,6 +3,7 @@
 
 mod canvas;
 mod explain;
+mod flags;
 mod plots;
 
 pub use explain::{WebExplainer, WebInversion};
