@@ -229,3 +229,120 @@ fn explain_writes_the_views_of_a_saved_network_and_refuses_bad_input() {
     assert!(String::from_utf8_lossy(&absurd.stderr).contains("starts"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn train_help_lists_every_flag_of_the_table_with_its_help() {
+    let out = v1p(&["train", "--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in v1_predictor::config::flags::FLAGS {
+        assert!(
+            help.contains(&format!("--{} <", flag.name)),
+            "--{}",
+            flag.name
+        );
+        assert!(
+            help.contains(flag.help),
+            "--{}: {}\n{help}",
+            flag.name,
+            flag.help
+        );
+    }
+    assert!(help.contains("--config <FILE>"), "{help}");
+}
+
+#[test]
+fn train_config_re_runs_a_run_from_its_record_and_flags_override_it() {
+    let dir = std::env::temp_dir().join(format!("v1p-config-{}", std::process::id()));
+    let (first_dir, again_dir) = (dir.join("first"), dir.join("again"));
+    let data = demo();
+    let run = |extra: &[&str], out: &std::path::Path| {
+        let mut args = vec!["train", "--data", data.as_str()];
+        args.extend(extra);
+        args.extend(["--out", out.to_str().unwrap(), "--json"]);
+        let out = v1p(&args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let record_of = |dir: &std::path::Path| {
+        let path = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                let name = p.file_name().unwrap().to_string_lossy();
+                name.starts_with("training_manualsave_") && name.ends_with(".json")
+            })
+            .expect("a training record was written");
+        let text = std::fs::read_to_string(&path).unwrap();
+        (
+            path,
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+        )
+    };
+    let first = run(
+        &[
+            "--preset",
+            "fast",
+            "--max_steps",
+            "20",
+            "--eval_every",
+            "10",
+            "--conv1",
+            "4",
+            "--conv2",
+            "8",
+            "--hidden1",
+            "16",
+            "--seed",
+            "3",
+        ],
+        &first_dir,
+    );
+    let (record, first_record) = record_of(&first_dir);
+    let again = run(&["--config", record.to_str().unwrap()], &again_dir);
+    let (_, again_record) = record_of(&again_dir);
+    // Same flags, same seed: the same numbers.
+    assert!(first["report"]["best"]["mean_r"].is_f64(), "{first}");
+    assert_eq!(first_record["FLAGS"], again_record["FLAGS"]);
+    assert_eq!(first["report"]["flags"], again["report"]["flags"]);
+    assert_eq!(
+        first["report"]["best"]["mean_r"],
+        again["report"]["best"]["mean_r"]
+    );
+    assert_eq!(first["report"]["best"]["r"], again["report"]["best"]["r"]);
+
+    // A flag on the command line changes the record's value, and only it.
+    let changed = v1p(&[
+        "train",
+        "--data",
+        &demo(),
+        "--config",
+        record.to_str().unwrap(),
+        "--max_steps",
+        "5",
+        "--json",
+    ]);
+    assert!(changed.status.success());
+    let changed: serde_json::Value = serde_json::from_slice(&changed.stdout).unwrap();
+    let mut expected = first["report"]["flags"].clone();
+    expected["max_steps"] = 5.into();
+    assert_eq!(changed["report"]["flags"], expected);
+
+    // Not with --preset or --model; a file that is not a record is refused by name.
+    for extra in [["--preset", "fast"], ["--model", "ln"]] {
+        let mut args = vec!["train", "--data", data.as_str()];
+        args.extend(["--config", record.to_str().unwrap()]);
+        args.extend(extra);
+        let out = v1p(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
+    }
+    let not_a_record = v1p(&["train", "--data", &demo(), "--config", &demo()]);
+    assert_eq!(not_a_record.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&not_a_record.stderr).contains("--config"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

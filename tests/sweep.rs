@@ -192,6 +192,12 @@ fn bad_grids_are_refused_by_name() {
         (vec!["--seeds", "3..1"], "--seeds"),
         (vec!["--set", "max_steps"], "--set"),
         (vec!["--set", "seed=1,2"], "--set seed"),
+        // Names and values are checked against the flag table before any cell runs.
+        (vec!["--set", "conv9=1"], "--set conv9: not a flag"),
+        (
+            vec!["--set", "max_steps=20,abc"],
+            "--set max_steps: \"abc\" is not a number",
+        ),
         (vec!["--preset", "nonsense"], "--preset nonsense"),
     ] {
         let dir = scratch("bad");

@@ -7,7 +7,7 @@ use std::f64::consts::PI;
 
 use burn::prelude::*;
 
-use crate::config::{ConfigError, check_range};
+use crate::config::ConfigError;
 
 /// The bank's layout and the ridge's search.
 #[derive(Config, Debug, PartialEq)]
@@ -27,20 +27,9 @@ pub struct GaborConfig {
 }
 
 impl GaborConfig {
+    /// Every setting of the bank against its range (the flag table's).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check_range("gabor_orientations", self.orientations, 1..=32)?;
-        check_range("gabor_frequencies", self.frequencies, 1..=6)?;
-        check_range("gabor_positions", self.positions, 1..=33)?;
-        if !(self.min_wavelength >= 2.0 && self.min_wavelength <= 64.0) {
-            return Err(ConfigError::new(
-                "gabor_min_wavelength",
-                format!(
-                    "must be between 2 and 64 pixels (2 is the finest a pixel grid can show), got {}",
-                    self.min_wavelength
-                ),
-            ));
-        }
-        Ok(())
+        crate::config::flags::check_part(self, &["model", "gabor"], super::ModelFamily::Gabor)
     }
 
     /// Features per image: even, odd and energy of every filter pair.

@@ -16,7 +16,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, check_range};
+use crate::config::ConfigError;
 pub use gabor::GaborConfig;
 pub use init::truncated_normal;
 
@@ -226,7 +226,9 @@ impl ModelConfig {
         input: [usize; 2],
         n_neurons: usize,
     ) -> Result<Architecture, ConfigError> {
-        check_range("ensemble", self.ensemble, 1..=16)?;
+        // Each flag of this model against the table's range; the feature map's shrinking
+        // (which needs the image size) is checked as the layers are worked out below.
+        crate::config::flags::check_part(self, &["model"], self.family)?;
         match self.family {
             ModelFamily::Cnn | ModelFamily::Cnnplus => self.cnn_architecture(input, n_neurons),
             ModelFamily::Ln => Ok(Architecture {
@@ -249,30 +251,6 @@ impl ModelConfig {
         input: [usize; 2],
         n_neurons: usize,
     ) -> Result<Architecture, ConfigError> {
-        check_range("numconvlayer", self.numconvlayer, 1..=3)?;
-        check_range("conv1", self.conv1, 1..=512)?;
-        check_range("conv2", self.conv2, 1..=512)?;
-        check_range("hidden1", self.hidden1, 1..=20_000)?;
-        for (flag, value) in [
-            ("conv1size", self.conv1size),
-            ("conv2size", self.conv2size),
-            ("nk1", self.nk1),
-            ("nstride1", self.nstride1),
-            ("nk2", self.nk2),
-            ("nstride2", self.nstride2),
-        ] {
-            check_range(flag, value, 1..=256)?;
-        }
-        if !(self.dropout > 0.0 && self.dropout <= 1.0) {
-            return Err(ConfigError::new(
-                "dropout",
-                format!(
-                    "is the keep rate of the hidden units and must be in (0, 1], got {}",
-                    self.dropout
-                ),
-            ));
-        }
-
         let [mut height, mut width] = input;
         let mut conv = Vec::new();
         for layer in 0..self.numconvlayer {

@@ -2,16 +2,18 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Arg, ArgMatches, Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use v1_predictor::backend::{self, BackendKind};
+use v1_predictor::config::ConfigError;
+use v1_predictor::config::flags::{self, FLAGS, Flag, Kind};
 use v1_predictor::data::{self, Dataset};
 use v1_predictor::explain::{self, Direction, Explainer, InversionConfig, Target};
-use v1_predictor::model::{ModelFamily, OutputFn};
+use v1_predictor::model::ModelFamily;
 use v1_predictor::results::{self, SavedNetwork};
 use v1_predictor::training::ridge::fit_gabor_ridge;
-use v1_predictor::training::{LossKind, OptimizerKind, PRESETS, Trainer, TrainingConfig};
+use v1_predictor::training::{PRESETS, Trainer, TrainingConfig};
 
 #[derive(Parser)]
 #[command(
@@ -114,6 +116,11 @@ struct TrainArgs {
     /// (Gabor-energy ridge regression). Without --preset, starts from the model's own preset.
     #[arg(long, value_enum)]
     model: Option<ModelFamily>,
+    /// Start from the settings of an earlier run: its training record
+    /// (`training_manualsave_T.json`, from `--out` or the page's downloads); flags given
+    /// here change them. Not with --preset or --model (the record names its model).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["preset", "model"])]
+    config: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendKind,
     /// Print one JSON object with the whole report on stdout.
@@ -127,157 +134,72 @@ struct TrainArgs {
     flags: SeedFlags,
 }
 
-/// The seed's flags; each overrides the preset.
-#[derive(Args)]
+/// The seed's flags, made from the one table (`config::flags::FLAGS`): each is
+/// `--name <N>` with the table's help, checked by the table's parser as clap reads it, and
+/// each one given overrides the preset (or the record of `--config`).
+#[derive(Default)]
 struct SeedFlags {
-    /// Initial learning rate.
-    #[arg(long = "learning_rate")]
-    learning_rate: Option<f64>,
-    /// Number of steps to run trainer.
-    #[arg(long = "max_steps")]
-    max_steps: Option<usize>,
-    /// Batch size.
-    #[arg(long = "batch_size")]
-    batch_size: Option<usize>,
-    /// Training set size (fraction of images).
-    #[arg(long = "trainingset_frac")]
-    trainingset_frac: Option<f64>,
-    /// Early stop set size (fraction of images).
-    #[arg(long = "earlystop_frac")]
-    earlystop_frac: Option<f64>,
-    /// sgd (the seed) or adam.
-    #[arg(long, value_parser = ["sgd", "adam"])]
-    optimizer: Option<String>,
-    /// Seeds the split, initial weights, batches and dropout.
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Steps between evaluations.
-    #[arg(long = "eval_every")]
-    eval_every: Option<usize>,
-    /// Number of filters in conv 1.
-    #[arg(long)]
-    conv1: Option<usize>,
-    /// Number of filters in conv 2.
-    #[arg(long)]
-    conv2: Option<usize>,
-    /// Size (linear) of convolution kernel layer 1.
-    #[arg(long)]
-    conv1size: Option<usize>,
-    /// Size of max pool kernel layer 1.
-    #[arg(long)]
-    nk1: Option<usize>,
-    /// Size of max pool stride layer 1.
-    #[arg(long)]
-    nstride1: Option<usize>,
-    /// Size (linear) of convolution kernel layer 2.
-    #[arg(long)]
-    conv2size: Option<usize>,
-    /// Size of max pool kernel layer 2.
-    #[arg(long)]
-    nk2: Option<usize>,
-    /// Size of max pool stride for conv 2.
-    #[arg(long)]
-    nstride2: Option<usize>,
-    /// Number of convolutional layers (1-3).
-    #[arg(long)]
-    numconvlayer: Option<usize>,
-    /// Number of units in hidden layer 1.
-    #[arg(long)]
-    hidden1: Option<usize>,
-    /// Dropout keep rate on the hidden layer.
-    #[arg(long)]
-    dropout: Option<f64>,
-    /// Training loss: mse (the seed) or poisson.
-    #[arg(long, value_enum)]
-    loss: Option<LossKind>,
-    /// Stop after this many evaluations without a lower early-stop loss (0 = never).
-    #[arg(long)]
-    patience: Option<usize>,
-    /// L2 weight decay (0 = none).
-    #[arg(long = "weight_decay")]
-    weight_decay: Option<f64>,
-    /// Output nonlinearity: relu (the seed), softplus or exp.
-    #[arg(long, value_enum)]
-    output: Option<OutputFn>,
-    /// Networks trained from different initial weights, predictions averaged.
-    #[arg(long)]
-    ensemble: Option<usize>,
-    /// Standardise the pixels (training images' mean and sd) before the first layer
-    /// (true/false).
-    #[arg(long)]
-    standardise: Option<bool>,
-    /// Gabor model: orientations in the bank.
-    #[arg(long = "gabor_orientations")]
-    gabor_orientations: Option<usize>,
-    /// Gabor model: spatial frequencies, an octave apart.
-    #[arg(long = "gabor_frequencies")]
-    gabor_frequencies: Option<usize>,
-    /// Gabor model: wavelength of the finest filter (pixels).
-    #[arg(long = "gabor_min_wavelength")]
-    gabor_min_wavelength: Option<f64>,
-    /// Gabor model: filter centres per side of the image.
-    #[arg(long = "gabor_positions")]
-    gabor_positions: Option<usize>,
+    /// (flag, text) of those given, in the table's order.
+    given: Vec<(&'static str, String)>,
 }
 
 impl SeedFlags {
-    fn apply(&self, mut c: TrainingConfig) -> TrainingConfig {
-        macro_rules! set {
-            ($target:expr, $($field:ident),*) => {
-                $(if let Some(v) = self.$field.clone() { $target.$field = v; })*
-            };
-        }
-        set!(
-            c,
-            learning_rate,
-            max_steps,
-            batch_size,
-            trainingset_frac,
-            earlystop_frac,
-            seed,
-            eval_every,
-            loss,
-            weight_decay,
-            patience
-        );
-        set!(
-            c.model,
-            conv1,
-            conv2,
-            conv1size,
-            nk1,
-            nstride1,
-            conv2size,
-            nk2,
-            nstride2,
-            numconvlayer,
-            hidden1,
-            dropout,
-            output,
-            ensemble,
-            standardise
-        );
-        let gabor = &mut c.model.gabor;
-        for (value, field) in [
-            (self.gabor_orientations, &mut gabor.orientations),
-            (self.gabor_frequencies, &mut gabor.frequencies),
-            (self.gabor_positions, &mut gabor.positions),
-        ] {
-            if let Some(v) = value {
-                *field = v;
-            }
-        }
-        if let Some(v) = self.gabor_min_wavelength {
-            gabor.min_wavelength = v;
-        }
-        if let Some(name) = &self.optimizer {
-            c.optimizer = if name == "adam" {
-                OptimizerKind::Adam
+    fn apply(&self, mut config: TrainingConfig) -> Result<TrainingConfig, ConfigError> {
+        flags::apply_flags(
+            &mut config,
+            self.given.iter().map(|(name, text)| (*name, text.as_str())),
+        )?;
+        Ok(config)
+    }
+}
+
+fn flag_arg(flag: &'static Flag) -> Arg {
+    let arg = Arg::new(flag.name).long(flag.name).help(flag.help);
+    match flag.kind {
+        Kind::Choice(choices) => arg.value_name("NAME").value_parser(choices.to_vec()),
+        Kind::Bool => arg.value_name("BOOL").value_parser(["true", "false"]),
+        Kind::Int { .. } | Kind::Float { .. } => arg
+            .value_name(if matches!(flag.kind, Kind::Int { .. }) {
+                "N"
             } else {
-                OptimizerKind::Sgd
-            };
-        }
-        c
+                "X"
+            })
+            // clap reports a bad value the table's way: `invalid value '0' for '--conv1
+            // <N>': must be between 1 and 512, got 0`.
+            .value_parser(move |text: &str| {
+                flag.parse(text)
+                    .map(|_| text.to_string())
+                    .map_err(|e| e.message)
+            }),
+    }
+}
+
+impl clap::FromArgMatches for SeedFlags {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let given = FLAGS
+            .iter()
+            .filter_map(|f| {
+                matches
+                    .get_one::<String>(f.name)
+                    .map(|v| (f.name, v.clone()))
+            })
+            .collect();
+        Ok(Self { given })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for SeedFlags {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        FLAGS.iter().fold(cmd, |cmd, flag| cmd.arg(flag_arg(flag)))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
     }
 }
 
@@ -478,25 +400,50 @@ fn inspect(files: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn train(args: &TrainArgs) -> ExitCode {
-    let base = match (&args.preset, args.model) {
-        (Some(name), model) => {
+/// The settings a run starts from: a run's record (`--config`), a preset, a model's preset
+/// or the seed's; then the flags given on the command line.
+fn train_config(args: &TrainArgs) -> Result<TrainingConfig, String> {
+    let base = match (&args.config, &args.preset, args.model) {
+        (Some(path), _, _) => read_record(path)?,
+        (None, Some(name), model) => {
             let preset = TrainingConfig::preset(name).expect("clap checked the preset");
             if let Some(model) = model.filter(|&m| m != preset.model.family) {
-                eprintln!(
-                    "error: --preset {name} is a {} preset; --model {} starts from its own \
+                return Err(format!(
+                    "--preset {name} is a {} preset; --model {} starts from its own \
                      (drop --preset, or pick one of that model's)",
                     preset.model.family.name(),
                     model.name()
-                );
-                return ExitCode::from(2);
+                ));
             }
             preset
         }
-        (None, Some(family)) => TrainingConfig::for_family(family),
-        (None, None) => TrainingConfig::new(),
+        (None, None, Some(family)) => TrainingConfig::for_family(family),
+        (None, None, None) => TrainingConfig::new(),
     };
-    let config = args.flags.apply(base);
+    args.flags.apply(base).map_err(|e| e.to_string())
+}
+
+/// The flags of a run's exported record: its `FLAGS` object (the `TrainingConfig`).
+fn read_record(path: &Path) -> Result<TrainingConfig, String> {
+    let refuse = |why: String| format!("--config {}: {why}", path.display());
+    let text =
+        std::fs::read_to_string(path).map_err(|e| refuse(format!("cannot read the file ({e})")))?;
+    let record: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| refuse(format!("not JSON ({e})")))?;
+    let flags = record
+        .get("FLAGS")
+        .ok_or_else(|| refuse("no FLAGS in it: give a run's training_manualsave_T.json".into()))?;
+    serde_json::from_value(flags.clone()).map_err(|e| refuse(format!("its FLAGS: {e}")))
+}
+
+fn train(args: &TrainArgs) -> ExitCode {
+    let config = match train_config(args) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let dataset = match load(&args.data) {
         Ok(d) => d,
         Err(message) => {

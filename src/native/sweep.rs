@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
+use v1_predictor::config::flags;
 use v1_predictor::model::ModelFamily;
 use v1_predictor::training::{PRESETS, TrainingConfig};
 
@@ -136,9 +137,18 @@ fn plan(args: &SweepArgs) -> Result<Vec<Cell>, String> {
                 "--set {flag}: this flag is set by the sweep itself"
             ));
         }
+        // Known flags and good values only, refused now rather than in every cell.
+        let known = flags::find(&flag).ok_or_else(|| {
+            format!("--set {flag}: not a flag of v1p train (see v1p train --help)")
+        })?;
         let values: Vec<&str> = values.split(',').filter(|v| !v.is_empty()).collect();
         if values.is_empty() {
             return Err(format!("--set {set}: no values"));
+        }
+        for value in &values {
+            known
+                .parse(value)
+                .map_err(|e| format!("--set {flag}: {}", e.message))?;
         }
         settings_grid = settings_grid
             .into_iter()

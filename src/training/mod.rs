@@ -9,7 +9,7 @@ mod trainer;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, check_range};
+use crate::config::ConfigError;
 use crate::model::{ModelConfig, ModelFamily, OutputFn};
 pub use evaluation::{evaluate_network, images_and_rates, predict};
 pub use trainer::{Progress, TrainError, Trainer};
@@ -149,26 +149,14 @@ impl TrainingConfig {
 
     /// Refuses absurd values before any tensor is made; the error names the flag.
     pub fn validate(&self, n_images: usize) -> Result<(usize, usize, usize), ConfigError> {
-        if !(self.learning_rate > 0.0 && self.learning_rate <= 10.0) {
-            return Err(ConfigError::new(
-                "learning_rate",
-                format!("must be above 0 and at most 10, got {}", self.learning_rate),
-            ));
-        }
-        check_range("max_steps", self.max_steps, 1..=10_000_000)?;
-        if !(self.weight_decay >= 0.0 && self.weight_decay <= 1.0) {
-            return Err(ConfigError::new(
-                "weight_decay",
-                format!("must be between 0 and 1, got {}", self.weight_decay),
-            ));
-        }
+        // Each flag against its own range (the table's); what follows checks flags together.
+        crate::config::flags::check_ranges(self)?;
         if self.loss == LossKind::Poisson && self.model.output == OutputFn::Relu {
             return Err(ConfigError::new(
                 "loss",
                 "poisson needs a rate that is never exactly 0: use --output softplus or exp",
             ));
         }
-        check_range("eval_every", self.eval_every, 1..=10_000_000)?;
         let sizes = crate::data::split_sizes(n_images, self.trainingset_frac, self.earlystop_frac)?;
         if self.batch_size == 0 || self.batch_size > sizes.0 {
             return Err(ConfigError::new(

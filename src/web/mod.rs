@@ -6,6 +6,7 @@
 mod canvas;
 mod engine;
 mod explain;
+mod flags;
 mod plots;
 
 pub use engine::{Engine, Event, Request};

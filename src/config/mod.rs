@@ -1,4 +1,7 @@
-//! Flag validation shared by the model and the training configuration.
+//! Flag validation shared by the model and the training configuration, and the one table
+//! of the seed's flags ([`flags`]) that the CLI, the page's form and validation read.
+
+pub mod flags;
 
 use std::fmt;
 
