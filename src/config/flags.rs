@@ -391,7 +391,7 @@ pub static FLAGS: &[Flag] = &[
         GABOR,
         &["model", "gabor", "min_wavelength"],
     ),
-    flag(
+    everyday(flag(
         "gabor_positions",
         "positions per side",
         Group::Gabor,
@@ -399,7 +399,7 @@ pub static FLAGS: &[Flag] = &[
         int(1, 33),
         GABOR,
         &["model", "gabor", "positions"],
-    ),
+    )),
 ];
 
 /// The flag called `name`.

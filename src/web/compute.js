@@ -34,6 +34,7 @@ export async function chooseBackend(preference, initBackend) {
   return {
     kind: "cpu",
     description: await initBackend("cpu"),
-    notice: `WebGPU is not available (${adapter.reason}), so the work runs on the CPU — slower, but the same network.`,
+    notice: `WebGPU is not available (${adapter.reason}), so the work runs on the CPU — ` +
+      "slower, but the same network.",
   };
 }

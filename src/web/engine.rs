@@ -183,9 +183,10 @@ impl EngineError {
 
 impl From<ConfigError> for EngineError {
     fn from(e: ConfigError) -> Self {
+        // The bare message: the page writes the flag's name before it.
         Self {
             kind: ErrorKind::Flag,
-            message: e.to_string(),
+            message: e.message,
             flag: Some(e.flag),
         }
     }
@@ -581,7 +582,10 @@ impl EngineState {
         let value = match to_js(event) {
             Ok(value) => value,
             Err(e) => {
-                return web_sys::console::error_2(&"the engine could not send an event:".into(), &e);
+                return web_sys::console::error_2(
+                    &"the engine could not send an event:".into(),
+                    &e,
+                );
             }
         };
         let buffers = Array::new();

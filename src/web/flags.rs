@@ -89,3 +89,41 @@ pub fn config_from_flags(family: &str, values: JsValue) -> Result<JsValue, JsVal
         .map_err(|e| throw_flag(&e))?;
     to_js(&config)
 }
+
+/// The network `config` makes for images of `height` × `width` and `neurons` neurons, for
+/// the page's diagram: `{ architecture?, n_params?, gabor_features? }`. Throws
+/// `{kind: "flag", flag, message}` when the settings make no network (a feature map that
+/// shrinks to nothing, say).
+#[wasm_bindgen(js_name = networkShape)]
+pub fn network_shape(
+    config: JsValue,
+    height: usize,
+    width: usize,
+    neurons: usize,
+) -> Result<JsValue, JsValue> {
+    #[derive(Serialize)]
+    struct Shape {
+        architecture: Option<crate::model::Architecture>,
+        n_params: Option<usize>,
+        gabor_features: Option<usize>,
+    }
+    let config: TrainingConfig = serde_wasm_bindgen::from_value(config).map_err(throw_input)?;
+    let model = &config.model;
+    let shape = if model.family == ModelFamily::Gabor {
+        Shape {
+            architecture: None,
+            n_params: None,
+            gabor_features: Some(model.gabor.n_features()),
+        }
+    } else {
+        let architecture = model
+            .architecture([height, width], neurons)
+            .map_err(|e| throw_flag(&e))?;
+        Shape {
+            n_params: Some(architecture.n_params()),
+            architecture: Some(architecture),
+            gabor_features: None,
+        }
+    };
+    to_js(&shape)
+}

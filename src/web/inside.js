@@ -105,7 +105,8 @@ export function createInside({ engine, module, $, context, save }) {
         showNeuron(s.neuron);
         showStimulus(Number($("stimulus-select").value));
         document.body.dataset.inside = "overview";
-        setStatus(`Filters, receptive fields and predictions ready (${seconds(msg.ms)}); searching for preferred images…`);
+        setStatus(`Filters, receptive fields and predictions ready (${seconds(msg.ms)}); ` +
+          `searching for preferred images…`);
         break;
       case "progress":
         $("inside-progress").value = msg.done / msg.total;
@@ -195,7 +196,8 @@ export function createInside({ engine, module, $, context, save }) {
     const rgba = engine.divergingPixels(Float32Array.from(weights), max);
     for (let f = 0; f < count; f++) {
       const tile = new Uint8ClampedArray(rgba.buffer, f * size * size * 4, size * size * 4);
-      ctx.putImageData(new ImageData(new Uint8ClampedArray(tile), size, size), (f % columns) * cell, Math.floor(f / columns) * cell);
+      const [x, y] = [(f % columns) * cell, Math.floor(f / columns) * cell];
+      ctx.putImageData(new ImageData(new Uint8ClampedArray(tile), size, size), x, y);
     }
     // About 8 screen pixels per weight: small banks stay small, big ones wrap to the width.
     canvas.style.width = `min(100%, ${canvas.width * 8}px)`;
@@ -203,9 +205,11 @@ export function createInside({ engine, module, $, context, save }) {
     // An LN model's only layer is one filter per neuron over the whole image: its receptive field.
     const ln = s.opened && s.opened.family === "ln";
     const what = ln ? `LN model's filters (one per neuron: its receptive field)` : "first-layer filters";
-    canvas.setAttribute("aria-label", `The ${count} ${what}, ${size}×${size} pixels each; strongest weight ${max.toFixed(3)}.`);
+    canvas.setAttribute("aria-label", `The ${count} ${what}, ${size}×${size} pixels each; ` +
+      `strongest weight ${max.toFixed(3)}.`);
     $("filters-caption").firstChild.textContent = ln
-      ? "The LN model's filters, one per neuron in neuron order: each is that neuron's receptive field, the image it responds to most. "
+      ? "The LN model's filters, one per neuron in neuron order: each is that neuron's receptive field, " +
+        "the image it responds to most. "
       : "The first layer's filters: what the network looks for in every patch of the image. ";
   }
 
@@ -232,8 +236,10 @@ export function createInside({ engine, module, $, context, save }) {
     const measured = column(o.measured, neuron, evalImages);
     const predicted = column(o.predicted, neuron, evalImages);
     engine.drawNeuronScatter(scatter, { neuron, measured, predicted, r: o.r[neuron] }, { scale: ratio });
-    const text = `Neuron ${neuron + 1} on the ${evalImages.length} evaluation images: Pearson r = ${o.r[neuron].toFixed(3)}.`;
-    $("scatter-caption").textContent = `${text} Each dot is one image the network never trained on; on the grey line the prediction would be perfect.`;
+    const text = `Neuron ${neuron + 1} on the ${evalImages.length} evaluation images: ` +
+      `Pearson r = ${o.r[neuron].toFixed(3)}.`;
+    $("scatter-caption").textContent = `${text} Each dot is one image the network never trained on; ` +
+      `on the grey line the prediction would be perfect.`;
     scatter.setAttribute("aria-label", text);
     drawTop("top-measured", o.top_measured[neuron], neuron);
     drawTop("top-predicted", o.top_predicted[neuron], neuron);
@@ -285,21 +291,25 @@ export function createInside({ engine, module, $, context, save }) {
       // Below zero the rate is 0 however strong the suppression: the drive says how strong.
       const figure = direction === "excite"
         ? `rate ${result.rate.toFixed(2)} (best data image ${best.toFixed(2)})`
-        : `rate ${result.rate.toFixed(2)}, drive ${result.drive.toFixed(2)} (lowest data image's rate ${worst.toFixed(2)})`;
-      text.textContent = `${figure} · agreement of starts ${result.consistency.toFixed(2)}${match(result.truth_similarity)}`;
+        : `rate ${result.rate.toFixed(2)}, ` +
+          `drive ${result.drive.toFixed(2)} (lowest data image's rate ${worst.toFixed(2)})`;
+      text.textContent = `${figure} ` +
+        `· agreement of starts ${result.consistency.toFixed(2)}${match(result.truth_similarity)}`;
       canvas.setAttribute("aria-label", `${label} image of neuron ${neuron + 1}: ${text.textContent}`);
     }
     putSigned($("tile-rf"), slice(o.rf), shape);
     $("rf-text").textContent = `gradient at the average image${match(truth && truth.rf_similarity)}`;
-    $("tile-rf").setAttribute("aria-label", `Receptive-field estimate of neuron ${neuron + 1}: ${$("rf-text").textContent}`);
+    const describe = (id, what) => $(id).setAttribute("aria-label", what);
+    describe("tile-rf", `Receptive-field estimate of neuron ${neuron + 1}: ${$("rf-text").textContent}`);
     putSigned($("tile-sta"), slice(o.sta), shape);
     $("sta-text").textContent = `rate-weighted average image${match(truth && truth.sta_similarity)}`;
-    $("tile-sta").setAttribute("aria-label", `Spike-triggered average of neuron ${neuron + 1}: ${$("sta-text").textContent}`);
+    describe("tile-sta", `Spike-triggered average of neuron ${neuron + 1}: ${$("sta-text").textContent}`);
     $("truth-figure").hidden = !truth;
     if (truth) {
       putSigned($("tile-truth"), truth.filter, shape);
       $("truth-text").textContent = `${truth.cell_type} cell`;
-      $("tile-truth").setAttribute("aria-label", `True filter of neuron ${neuron + 1}, a ${truth.cell_type} cell in the simulation`);
+      $("tile-truth").setAttribute("aria-label", `True filter of neuron ${neuron + 1}, ` +
+        `a ${truth.cell_type} cell in the simulation`);
     }
     document.body.dataset.neuron = String(neuron);
   }
@@ -318,7 +328,8 @@ export function createInside({ engine, module, $, context, save }) {
     engine.drawStimulusRates(canvas, { image, measured, predicted }, { scale: ratio });
     const strongest = measured.indexOf(Math.max(...measured));
     const text = `Image ${image + 1}: the neurons' measured (blue) and predicted (orange) rates. ` +
-      `Strongest measured response: neuron ${strongest + 1} (${measured[strongest].toFixed(2)}; predicted ${predicted[strongest].toFixed(2)}).`;
+      `Strongest measured response: neuron ${strongest + 1} (${measured[strongest].toFixed(2)}; ` +
+        `predicted ${predicted[strongest].toFixed(2)}).`;
     $("stimulus-caption").textContent = text;
     canvas.setAttribute("aria-label", text);
   }

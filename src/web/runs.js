@@ -3,6 +3,11 @@
 // id made where it ran): two tabs add runs side by side and never overwrite each other's; a
 // BroadcastChannel tells the other tabs to list them again.
 
+import { $, awaitReply, el, formatSeconds, hideError, request, saveBlob, showError, state } from "./page.js";
+import { settingsText } from "./form.js";
+import { datasetImage } from "./data.js";
+import { drawCompare, drawPlots, showBest } from "./plots.js";
+
 const DB_NAME = "v1-predictor";
 const STORE = "runs";
 const CHANNEL = "v1-predictor.runs";
@@ -83,16 +88,220 @@ async function moveOldRuns(store, isRun) {
   localStorage.removeItem(OLD_KEY);
 }
 
-// An element with attributes and children (text or elements): the page builds its tables
-// this way, so that no data is ever parsed as HTML.
-export function el(tag, attributes = {}, ...children) {
-  const element = document.createElement(tag);
-  for (const [key, value] of Object.entries(attributes)) {
-    if (value === false || value == null) continue;
-    if (key === "dataset") Object.assign(element.dataset, value);
-    else if (key in element && key !== "list") element[key] = value;
-    else element.setAttribute(key, value === true ? "" : value);
+// ---------- the runs panel ----------
+
+// The runs, from the browser's store (runs.js): this tab's and other tabs'.
+export async function loadRuns() {
+  state.store = await openRunStore({
+    isRun: (record) => state.engine.isCompleteReport(record.report),
+    onOtherTab: () => refreshRuns(),
+  });
+  if (state.store.unavailable) showError("runs-error", state.store.unavailable);
+  await refreshRuns();
+}
+
+export async function refreshRuns() {
+  const stored = await state.store.list();
+  // Runs the store could not keep (storage full) stay listed until the page closes.
+  const unkept = state.runs.filter((run) => run.unkept);
+  state.runs = stored.concat(unkept);
+  renderRuns();
+}
+
+// Numbered after every run kept so far (other tabs' too), and kept with its network.
+export async function addRun(run, networkFiles = []) {
+  await refreshRuns();
+  run.number = state.runs.reduce((m, r) => Math.max(m, r.number), 0) + 1;
+  run.id = run.id || `${run.startedUnix}-${run.number}-${Math.random().toString(36).slice(2, 8)}`;
+  run.networkFiles = Array.from(networkFiles);
+  try {
+    await state.store.put(run);
+  } catch (error) {
+    run.unkept = true;
+    showError("runs-error", error.message || String(error));
   }
-  element.append(...children.flat().filter((c) => c != null));
-  return element;
+  if (!state.runs.some((r) => r.id === run.id)) state.runs.push(run);
+  showRun(run.id);
+}
+
+export function findRun(id) {
+  return state.runs.find((r) => r.id === id);
+}
+
+// Puts a run's plots, figures and downloads on the page.
+export function showRun(id) {
+  const run = findRun(id);
+  if (!run) return;
+  state.shownRunId = id;
+  state.report = run.report;
+  state.cellTypes = run.cellTypes || [];
+  drawPlots();
+  showBest(run.kind === "loaded" ? `Run ${run.number}, loaded from ${run.fileName}` : `Run ${run.number}, ` +
+    `best network`, run.report.best);
+  const hasNetwork = run.networkFiles.length > 0;
+  for (const button of document.querySelectorAll("#downloads button[data-file]")) {
+    button.disabled = button.dataset.file.startsWith("network") && !hasNetwork;
+  }
+  const isRidge = run.report.flags.model.family === "gabor";
+  $("network-note").textContent = hasNetwork ? ""
+    : isRidge ? "The Gabor ridge model has no network file: refitting it takes a second."
+      : "This run came without its network (an imported record).";
+  $("download-tag").textContent = `${run.startedUnix}, ${new Date(run.startedUnix * 1000).toLocaleString()}`;
+  $("downloads").hidden = false;
+  renderRuns();
+  state.inside.runChanged();
+}
+
+// What section 5 needs to open the shown run's network, or why it cannot.
+export function insideContext() {
+  const run = findRun(state.shownRunId);
+  if (!run) return { ok: false, why: "Train a network, or show a run from section 6, to look inside it." };
+  if (run.report.flags.model.family === "gabor") {
+    return { ok: false, why: `Run ${run.number} is the Gabor ridge model: its filters are fixed edge detectors, ` +
+      `not learned, so there is no network to look inside.` };
+  }
+  const bpk = run.networkFiles.find((f) => f.name.endsWith(".bpk"));
+  if (!bpk) {
+    return { ok: false, why: `Run ${run.number} came without its network: load its .bpk file to look inside.` };
+  }
+  if (!state.dataset) return { ok: false, why: "Load the data the network was trained on first." };
+  if (run.datasetName !== state.datasetName) {
+    const data = run.datasetName.replace(/^upload:/, "");
+    return { ok: false, why: `Run ${run.number} was trained on ${data}: load that data to look inside it.` };
+  }
+  return {
+    ok: true,
+    runId: run.id,
+    runNumber: run.number,
+    family: run.report.flags.model.family,
+    datasetName: state.datasetName,
+    nNeurons: run.report.best.r.length,
+    startedUnix: run.startedUnix,
+    files: state.files,
+    network: bpk,
+    truth: state.datasetTruth,
+    backend: $("backend-select").value,
+    image: datasetImage,
+  };
+}
+
+export function download(button) {
+  const run = findRun(state.shownRunId);
+  if (!run) return;
+  hideError("runs-error");
+  if (button.dataset.plot) {
+    const [canvasId, prefix] = button.dataset.plot.split(":");
+    $(canvasId).toBlob((blob) => saveBlob(blob, `${prefix}${run.startedUnix}.png`), "image/png");
+    return;
+  }
+  const [prefix, ext] = button.dataset.file.split(":");
+  let files;
+  try {
+    files = prefix.startsWith("network")
+      ? run.networkFiles
+      : Array.from(state.engine.exportReport(run.report, run.startedUnix, run.sources || [], run.cellTypes || []));
+  } catch (error) {
+    return showError("runs-error", `Could not make the file: ${error.message || error}`);
+  }
+  // `network_` also starts `network_manualsave_`: the tag must follow the prefix directly.
+  const file = files.find((f) => f.name === `${prefix}${run.startedUnix}.${ext}`);
+  if (!file) return showError("runs-error", `This run has no ${prefix}….${ext} file.`);
+  saveBlob(new Blob([file.bytes], { type: file.mime }), file.name);
+}
+
+// Evaluates saved networks on the loaded dataset, without training, and lists them as runs.
+export async function loadNetworks(files, errorId) {
+  hideError(errorId);
+  if (!state.dataset) return showError(errorId, "Load the dataset the network was trained on first.");
+  for (const [name, buffer] of files) {
+    const id = state.nextId++;
+    const bytes = new Uint8Array(buffer.slice(0));
+    request({ type: "evaluateNetwork", request: id, dataset: state.dataset.id, file: { name, bytes } }, [bytes.buffer]);
+    const result = await awaitReply(id);
+    if (result.type === "evaluationFailed") {
+      showError(errorId, result.error.message);
+      continue;
+    }
+    await addRun({ kind: "loaded", fileName: name, startedUnix: result.info.started_unix,
+      datasetName: state.datasetName, sources: state.summary.sources, cellTypes: state.datasetCellTypes,
+      report: result.report, elapsedMs: null, backend: "evaluated on the CPU", stopped: false }, result.networkFiles);
+    if (result.warning) showError(errorId, result.warning);
+  }
+}
+
+// A class's exports (`pearsondata_T.json`, with `training_manualsave_T.json` for the curves),
+// listed beside this page's runs to compare; no weights come with them.
+export async function importRecords(files, errorId) {
+  hideError(errorId);
+  const tagOf = (name) => (/_(\d+)(?: \(\d+\))?\.json$/.exec(name) || [])[1];
+  const training = new Map(files.filter(([n]) => n.startsWith("training_manualsave_")).map(([n, b]) => [tagOf(n), b]));
+  const pearson = files.filter(([n]) => n.startsWith("pearsondata_"));
+  if (pearson.length === 0) return showError(errorId, "To compare a run, drop its pearsondata_….json file.");
+  for (const [name, buffer] of pearson) {
+    const record = training.get(tagOf(name));
+    let imported;
+    try {
+      imported = state.engine.importRun(new Uint8Array(buffer), record ? new Uint8Array(record) : undefined);
+    } catch (error) {
+      showError(errorId, `${name}: ${error.message || error}`);
+      continue;
+    }
+    await addRun({ kind: "imported", fileName: name, startedUnix: imported.started_unix,
+      datasetName: imported.sources.join("+") || "(not recorded)", sources: imported.sources, cellTypes: [],
+      report: imported.report, elapsedMs: null, backend: "", stopped: false });
+  }
+}
+
+export function renderRuns() {
+  const table = $("runs-table");
+  const head = ["compare", "run", "started", "data", "how", "settings", "best step", "mean r", "FVE", "time", ""];
+  const rows = state.runs.map((run) => {
+    const best = run.report.best;
+    const how = { loaded: `loaded ${run.fileName}`, imported: `imported ${run.fileName}` }[run.kind] ||
+      `${run.stopped ? "stopped" : "trained"}, ${run.backend}`;
+    const box = el("input", { type: "checkbox", dataset: { compare: run.id }, checked: state.compare.includes(run.id),
+      "aria-label": `compare run ${run.number}` });
+    return el("tr", { className: run.id === state.shownRunId ? "shown" : "", dataset: { run: run.id } },
+      el("td", {}, box), el("td", {}, String(run.number)),
+      el("td", {}, new Date(run.startedUnix * 1000).toLocaleString()),
+      el("td", {}, run.datasetName.replace(/^upload:/, "")), el("td", {}, how),
+      el("td", { className: "settings" }, settingsText(run.report.flags)), el("td", {}, String(best.step)),
+      el("td", { className: "mean-r" }, best.mean_r.toFixed(3)), el("td", {}, best.fve.toFixed(3)),
+      el("td", {}, run.elapsedMs == null ? "—" : formatSeconds(run.elapsedMs / 1000)),
+      el("td", {}, el("button", { type: "button", dataset: { show: run.id } }, "Show")));
+  });
+  // While a run trains, a row to bring it back on the plots after showing a stored run.
+  if (state.running) {
+    const data = state.live.datasetName.replace(/^upload:/, "");
+    rows.unshift(el("tr", { className: state.shownRunId ? "" : "shown" }, el("td"), el("td", {}, "now"),
+      el("td", { colSpan: 8 }, `training (${data})…`),
+      el("td", {}, el("button", { type: "button", dataset: { show: "live" } }, "Show"))));
+  }
+  if (rows.length === 0) {
+    table.replaceChildren(el("tr", {}, el("td", {}, "No runs yet: train a network, or load a saved one.")));
+    state.compare = [];
+    $("compare-figure").hidden = true;
+    return;
+  }
+  table.replaceChildren(el("tr", {}, head.map((h) => el("th", { scope: "col" }, h))), ...rows);
+  drawCompare();
+}
+
+export function toggleCompare(id, on) {
+  state.compare = state.compare.filter((c) => c !== id);
+  if (on) state.compare.push(id);
+  // Two at a time: ticking a third unticks the oldest.
+  while (state.compare.length > 2) state.compare.shift();
+  renderRuns();
+}
+
+export async function clearRuns() {
+  state.runs = [];
+  state.compare = [];
+  state.shownRunId = null;
+  await state.store.clear();
+  $("downloads").hidden = true;
+  hideError("runs-error");
+  renderRuns();
+  state.inside.runChanged();
 }

@@ -65,7 +65,8 @@ def test_inside_views_on_the_cpu_reveal_every_neuron(driver, base_url):
     # The stimulus browser: another evaluation image, other rates.
     caption = driver.find_element(By.ID, "stimulus-caption").text
     stimulus = Select(driver.find_element(By.ID, "stimulus-select"))
-    assert len(stimulus.options) == 51
+    # The seed's split of 270 images: 180 train, 38 early stop, 52 evaluation.
+    assert len(stimulus.options) == 52
     stimulus.select_by_index(5)
     assert driver.find_element(By.ID, "stimulus-caption").text != caption
     assert f"Image {int(stimulus.options[5].get_attribute('value')) + 1}:" in driver.find_element(By.ID, "stimulus-caption").text

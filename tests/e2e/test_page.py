@@ -165,7 +165,26 @@ def wait_download(driver, name, timeout=60):
 
 
 def stored_runs(driver):
-    return driver.execute_script("return JSON.parse(localStorage.getItem('v1-predictor.runs') || '[]')")
+    """The runs the page keeps in IndexedDB: id, number, start tag and network file names."""
+    return driver.execute_async_script("""const done = arguments[arguments.length - 1];
+        const open = indexedDB.open('v1-predictor', 1);
+        open.onupgradeneeded = () => open.result.createObjectStore('runs', { keyPath: 'id' });
+        open.onsuccess = () => {
+          const all = open.result.transaction('runs').objectStore('runs').getAll();
+          all.onsuccess = () => { open.result.close(); done(all.result.map((r) => ({ id: r.id, number: r.number,
+            startedUnix: r.startedUnix, files: (r.networkFiles || []).map((f) => f.name) }))); };
+        };""")
+
+
+def store_junk_run(driver):
+    """A malformed record, as an older page or a hand edit could leave."""
+    driver.execute_async_script("""const done = arguments[arguments.length - 1];
+        const open = indexedDB.open('v1-predictor', 1);
+        open.onsuccess = () => {
+          const tx = open.result.transaction('runs', 'readwrite');
+          tx.objectStore('runs').put({ id: 'junk', number: 9, report: { best: {} } });
+          tx.oncomplete = () => { open.result.close(); done(); };
+        };""")
 
 
 DOWNLOADS = {
@@ -217,21 +236,23 @@ def test_saved_network_reloads_runs_persist_compare_and_clear(driver, base_url):
     driver.find_element(By.ID, "download-network-bpk").click()
     network = wait_download(driver, f"network_{tag}.bpk")
 
-    # Runs survive a reload; the weights (memory only) do not, and the page says so. A
-    # malformed stored entry (an older page, a hand edit) is skipped, not fatal.
-    driver.execute_script("""const runs = JSON.parse(localStorage.getItem('v1-predictor.runs'));
-        runs.push({ id: 'junk', number: 9, report: { best: {} } });
-        localStorage.setItem('v1-predictor.runs', JSON.stringify(runs));""")
+    # Runs survive a reload with their weights: the network downloads again, the same bytes.
+    # A malformed stored entry (an older page, a hand edit) is skipped, not fatal.
+    store_junk_run(driver)
+    network.rename(network.with_suffix(".first"))
     open_page(driver, base_url, backend="cpu")
+    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#runs-table tr[data-run]"))
     assert len(driver.find_elements(By.CSS_SELECTOR, "#runs-table tr[data-run]")) == 1
     driver.find_element(By.CSS_SELECTOR, "#runs-table button[data-show]").click()
     assert driver.find_element(By.ID, "mean-r").text == trained_r
-    assert not driver.find_element(By.ID, "download-network-bpk").is_enabled()
     assert canvas_has_drawing(driver, "pearson-canvas") > 1000
+    driver.find_element(By.ID, "download-network-bpk").click()
+    network = wait_download(driver, f"network_{tag}.bpk")
+    assert network.read_bytes() == network.with_suffix(".first").read_bytes()
 
     # The saved network, dropped together with its data: evaluated without training, same r.
     upload(driver, ROOT / "data" / "simulated-v1.mat", network)
-    WebDriverWait(driver, 60).until(lambda d: d.execute_script("return document.body.dataset.loadedNetwork"))
+    WebDriverWait(driver, 60).until(lambda d: "loaded from network_" in d.find_element(By.ID, "results").text)
     assert driver.find_element(By.ID, "mean-r").text == trained_r
     assert "loaded from network_" in driver.find_element(By.ID, "results").text
     assert len(driver.find_elements(By.CSS_SELECTOR, "#runs-table tr[data-run]")) == 2
