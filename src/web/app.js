@@ -36,8 +36,8 @@ async function main() {
   buildModelMenu();
   applyConfig(state.engine.presetConfig("seed"));
   applyUrl();
-  const { engine, module } = state;
-  state.inside = createInside({ engine, module, $, context: insideContext, save: saveBlob });
+  const send = (message) => request({ type: "inside", message });
+  state.inside = createInside({ engine: state.engine, send, $, context: insideContext, save: saveBlob });
   wireControls();
   await listBundledDatasets();
   setupCanvases();
@@ -46,7 +46,7 @@ async function main() {
   $("engine-status").textContent = adapter.webgpu
     ? `Ready. Training runs on this computer's GPU through WebGPU: ${adapter.adapter}.`
     : `Ready. Training will run on the CPU (slower): ${adapter.adapter}.`;
-  document.body.dataset.readyMs = String(Math.round(performance.now()));
+  performance.mark("v1p:ready");
   document.body.dataset.ready = "true";
 }
 
@@ -73,6 +73,8 @@ function onEngineEvent(event) {
     case "networkEvaluated":
     case "evaluationFailed":
       return reply(event.request, event);
+    case "inside":
+      return state.inside.onMessage(event.message);
     case "protocolError":
       return showError("train-error", event.error.message);
     default:
@@ -82,6 +84,7 @@ function onEngineEvent(event) {
 }
 
 function train() {
+  performance.mark("v1p:train");
   clearFlagErrors();
   hideError("train-error");
   if (!state.dataset) return showError("train-error", "Choose a dataset first.");
@@ -124,6 +127,7 @@ function onRunEvent(event) {
   const live = state.live;
   switch (event.type) {
     case "runStarted":
+      performance.mark("v1p:run-started");
       live.started = true;
       live.report = event.report;
       live.backend = event.description;
@@ -172,7 +176,7 @@ async function onFinished(event) {
     showError("train-error", `The best network could not be read back for download: ${event.exportError}`);
   }
   renderRuns();
-  document.body.dataset.elapsedMs = String(elapsedMs);
+  performance.mark("v1p:run-finished", { detail: { elapsedMs } });
   document.body.dataset.state = stopped ? "stopped" : "finished";
   updateButtons();
 }

@@ -1,15 +1,15 @@
-// "Inside the network" (section 5): the page's side of the inspector worker (inspector.js).
-// It asks the worker to open the shown run's network on the loaded data, then draws what
+// "Inside the network" (section 5): the page's side of the inspector (inspector.js, in the
+// engine worker). It asks the inspector to open the shown run's network on the loaded data, then draws what
 // comes back: the first-layer filters, and per neuron its preferred and most suppressive
 // image, receptive field, spike-triggered average, predictions and top stimuli.
 
 const DIRECTIONS = ["excite", "suppress"];
 
-// `engine`: the wasm bindings (drawing); `context()`: what the shown run needs, or why it
+// `engine`: the wasm bindings (drawing); `send(message)`: to the inspector, whose answers
+// come back to the returned `onMessage`; `context()`: what the shown run needs, or why it
 // cannot be opened; `save(blob, name)`: a download.
-export function createInside({ engine, module, $, context, save }) {
+export function createInside({ engine, send, $, context, save }) {
   const s = {
-    worker: null,
     token: 0,
     overview: null,
     results: new Map(), // `${neuron}:${direction}` → the inversion's result
@@ -18,21 +18,6 @@ export function createInside({ engine, module, $, context, save }) {
     openedAt: 0,
     focusAt: null, // when the shown neuron was asked for, until its images arrive
   };
-
-  function worker() {
-    if (s.worker) return s.worker;
-    s.worker = new Worker("inspector.js", { type: "module" });
-    s.worker.postMessage({ type: "engine", module });
-    s.worker.onmessage = (event) => onMessage(event.data);
-    s.worker.onerror = (event) => {
-      event.preventDefault();
-      // A crashed worker is not reused: the next request starts a fresh one.
-      s.worker.terminate();
-      s.worker = null;
-      onMessage({ token: s.token, type: "error", message: event.message || "the inspector crashed" });
-    };
-    return s.worker;
-  }
 
   function setStatus(text) {
     $("inside-status").textContent = text;
@@ -53,7 +38,7 @@ export function createInside({ engine, module, $, context, save }) {
   }
 
   function close() {
-    if (s.worker && s.opened) s.worker.postMessage({ type: "close" });
+    if (s.opened) send({ type: "close" });
     s.token += 1;
     s.opened = null;
     s.overview = null;
@@ -75,7 +60,7 @@ export function createInside({ engine, module, $, context, save }) {
     $("inside-button").disabled = true;
     document.body.dataset.inside = "opening";
     setStatus("Opening the network…");
-    worker().postMessage({
+    send({
       type: "open",
       token: s.token,
       files: ctx.files.map(([name, buffer]) => [name, new Uint8Array(buffer.slice(0))]),
@@ -91,7 +76,7 @@ export function createInside({ engine, module, $, context, save }) {
     if (msg.token !== s.token) return; // an older request's answer
     switch (msg.type) {
       case "opened":
-        document.body.dataset.insideBackend = msg.backend.kind;
+        performance.mark("v1p:inside-opened", { detail: { backend: msg.backend.kind } });
         setStatus(`Computing on ${msg.backend.description}…`);
         if (msg.backend.notice) showError(msg.backend.notice);
         break;
@@ -114,11 +99,10 @@ export function createInside({ engine, module, $, context, save }) {
       case "inverted":
         for (const result of msg.results) s.results.set(`${result.neuron}:${result.direction}`, result);
         $("inside-progress").value = msg.done / msg.total;
-        document.body.dataset.insideDone = String(msg.done);
         setStatus(`Preferred images: ${msg.done} of ${msg.total} neurons ready.`);
         if (msg.results.some((r) => r.neuron === s.neuron)) {
           if (s.focusAt !== null) {
-            document.body.dataset.neuronViewMs = String(Math.round(performance.now() - s.focusAt));
+            performance.mark("v1p:neuron-view", { detail: { ms: performance.now() - s.focusAt } });
             s.focusAt = null;
           }
           drawNeuronTiles();
@@ -126,7 +110,7 @@ export function createInside({ engine, module, $, context, save }) {
         break;
       case "complete":
         document.body.dataset.inside = "complete";
-        document.body.dataset.insideMs = String(Math.round(msg.ms));
+        performance.mark("v1p:inside-complete", { detail: { ms: msg.ms } });
         setStatus(`All ${s.overview.n_neurons} neurons' preferred images are ready (${seconds(msg.ms)} in all).`);
         $("inside-progress").value = 1;
         break;
@@ -343,7 +327,7 @@ export function createInside({ engine, module, $, context, save }) {
       } else {
         // Open but still computing the overview: the worker queues it first.
         s.focusAt = performance.now();
-        s.worker.postMessage({ type: "focus", token: s.token, neuron });
+        send({ type: "focus", token: s.token, neuron });
       }
       return;
     }
@@ -351,9 +335,9 @@ export function createInside({ engine, module, $, context, save }) {
     const missing = DIRECTIONS.some((d) => !s.results.has(`${neuron}:${d}`));
     if (missing) {
       s.focusAt = performance.now();
-      s.worker.postMessage({ type: "focus", token: s.token, neuron });
+      send({ type: "focus", token: s.token, neuron });
     } else {
-      document.body.dataset.neuronViewMs = "0";
+      performance.mark("v1p:neuron-view", { detail: { ms: 0 } });
     }
   }
 
@@ -381,5 +365,5 @@ export function createInside({ engine, module, $, context, save }) {
   $("stimulus-select").addEventListener("change", (e) => showStimulus(Number(e.target.value)));
   $("download-explain").addEventListener("click", download);
 
-  return { runChanged, focus, open };
+  return { runChanged, focus, open, onMessage };
 }

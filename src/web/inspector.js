@@ -1,13 +1,11 @@
-// The inspector worker: looks inside a trained network without blocking the page. It lives
-// as long as the page, so the engine, its device and its compiled kernels are set up once.
+// The inspector: looks inside a trained network, in the engine worker (worker.js), beside
+// the training runs — one wasm instance, one WebGPU device and its compiled kernels for both.
 // It opens the shown run's network on the loaded data, sends the overview (filters,
 // predictions, receptive fields, STAs), then inverts every neuron — preferred and most
 // suppressive image — a few neurons at a time; a neuron the user clicks jumps the queue.
+// Its messages travel inside the engine's as `{ type: "inside", message }` (see worker.js).
 import { WebDataset, WebExplainer, initBackend } from "./v1-predictor.js";
 import { chooseBackend } from "./compute.js";
-import { engineFromPage } from "./engine.js";
-
-const engine = engineFromPage();
 
 // Neurons inverted together (× 2 directions × the starts: one batch).
 const CHUNK = 8;
@@ -16,31 +14,26 @@ const SLICE = 5;
 
 let session = null;
 
-self.onmessage = async (event) => {
-  const msg = event.data;
-  if (engine.accept(msg)) return;
+// `msg`: the page's request; answers go out through `emit(message)`.
+let emit = () => {};
+export function inspect(msg, send) {
+  emit = send;
   if (msg.type === "open") {
     if (session) session.closed = true;
     // This request's own session: a newer one may replace `session` while this one awaits.
     const s = { token: msg.token, closed: false, focus: [], done: new Set(), explainer: null, dataset: null };
     if (msg.focus !== undefined) s.focus.push(msg.focus);
     session = s;
-    try {
-      await engine.ready;
-    } catch (error) {
-      return fail(s, `the engine could not be loaded in the inspector: ${error}`);
-    }
-    if (s.closed) return;
     open(msg, s).catch((error) => (s.closed ? release(s) : fail(s, error)));
   } else if (msg.type === "focus" && session && session.token === msg.token) {
     if (!session.done.has(msg.neuron) && !session.focus.includes(msg.neuron)) session.focus.push(msg.neuron);
   } else if (msg.type === "close" && session) {
     session.closed = true;
   }
-};
+}
 
 function post(s, message) {
-  self.postMessage({ token: s.token, ...message });
+  emit({ token: s.token, ...message });
 }
 
 function fail(s, error) {

@@ -1,7 +1,9 @@
 // The engine worker: one for the page's lifetime. It owns the datasets, the device and the
-// runs (src/web/engine.rs); this file only passes the page's requests to it and its events
-// back. The protocol (Request, Event) is typed in Rust and nowhere else.
+// runs (src/web/engine.rs), and the inside views (inspector.js); this file only passes the
+// page's requests to them and their events back. The protocol (Request, Event) is typed in
+// Rust and nowhere else; the inspector's messages ride in it as `{ type: "inside", message }`.
 import { Engine } from "./v1-predictor.js";
+import { inspect } from "./inspector.js";
 import { webgpuAdapter } from "./compute.js";
 import { engineFromPage } from "./engine.js";
 
@@ -12,15 +14,21 @@ let engine = null;
 
 self.onmessage = (event) => {
   if (loader.accept(event.data)) return;
-  if (engine) engine.handle(event.data);
+  if (engine) route(event.data);
   else waiting.push(event.data);
 };
+
+function route(message) {
+  const answer = (message) => self.postMessage({ type: "inside", message });
+  if (message.type === "inside") inspect(message.message, answer);
+  else engine.handle(message);
+}
 
 async function start() {
   await loader.ready;
   const adapter = await webgpuAdapter();
   engine = new Engine((message, transfer) => self.postMessage(message, transfer), adapter);
-  for (const request of waiting.splice(0)) engine.handle(request);
+  for (const request of waiting.splice(0)) route(request);
 }
 
 start().catch((error) => {

@@ -40,13 +40,14 @@ try:
     WebDriverWait(driver, 10).until(lambda d: body("neuron") not in (None, "0"))
     neuron = int(body("neuron"))
     WebDriverWait(driver, 600).until(lambda d: "rate" in d.find_element(By.ID, "preferred-text").text)
-    click_ms = float(body("neuronViewMs"))
+    click_ms = driver.execute_script("return performance.getEntriesByName('v1p:neuron-view').pop().detail.ms")
     WebDriverWait(driver, 1800).until(lambda d: body("inside") in ("complete", "error"))
     total_s = time.time() - opened
+    inside_ms = driver.execute_script("return performance.getEntriesByName('v1p:inside-complete').pop().detail.ms")
     print(f"backend {backend}, network trained {steps} steps; {driver.find_element(By.ID, 'inside-status').text}")
     print(f"overview {overview_s:.1f} s after the click on 'Look inside'; neuron {neuron + 1}'s images "
           f"{click_ms / 1000:.1f} s after its bar was clicked; all 40 neurons {total_s:.1f} s "
-          f"(page: {float(body('insideMs')) / 1000:.1f} s); main thread's largest stall "
+          f"(page: {inside_ms / 1000:.1f} s); main thread's largest stall "
           f"{driver.execute_script('return window.__maxLag'):.0f} ms")
     print(driver.find_element(By.ID, "preferred-text").text)
 finally:

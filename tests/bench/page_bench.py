@@ -28,13 +28,13 @@ setInterval(() => { const now = performance.now(); window.__maxLag = Math.max(wi
 def run(backend, steps):
     driver.get(f"http://127.0.0.1:{port}/index.html?backend={backend}&max_steps={steps}&eval_every=100000")
     WebDriverWait(driver, 120).until(lambda d: d.execute_script("return document.body.dataset.ready") == "true")
-    ready = float(driver.execute_script("return document.body.dataset.readyMs"))
+    ready = driver.execute_script("return performance.getEntriesByName('v1p:ready').pop().startTime")
     driver.execute_script(PROBE)
     time.sleep(0.5)
     driver.find_element(By.ID, "train-button").click()
     WebDriverWait(driver, 900).until(lambda d: d.execute_script("return document.body.dataset.state") in ("finished", "error"))
     assert driver.execute_script("return document.body.dataset.state") == "finished"
-    elapsed = float(driver.execute_script("return document.body.dataset.elapsedMs"))
+    elapsed = driver.execute_script("return performance.getEntriesByName('v1p:run-finished').pop().detail.elapsedMs")
     return ready, elapsed, driver.execute_script("return [window.__maxGap, window.__maxLag]")
 
 

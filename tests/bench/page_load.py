@@ -44,7 +44,8 @@ def engine_bytes(dist):
 def visit(driver, url):
     driver.get(url)
     WebDriverWait(driver, 300).until(lambda d: d.execute_script("return document.body.dataset.ready") == "true")
-    return float(driver.execute_script("return document.body.dataset.readyMs")), driver.execute_script(TRANSFERRED)
+    ready = driver.execute_script("return performance.getEntriesByName('v1p:ready').pop().startTime")
+    return ready, driver.execute_script(TRANSFERRED)
 
 
 def measure(dist):

@@ -2,7 +2,7 @@
 (a baseline build against the current one), in headless Chromium.
 
 Usage: python3 tests/bench/plot_bench.py BASELINE_DIST [DIST]
-Each build trains a short run (so that localStorage holds a real report), then draws the
+Each build trains a short run (so that the browser keeps a real report), then draws the
 progress and Pearson plots 10 times from that report, timed with performance.now()."""
 import pathlib, statistics, subprocess, sys, time
 
@@ -17,8 +17,16 @@ driver.set_script_timeout(300)
 
 TIME_DRAWS = """
 const done = arguments[arguments.length - 1];
-const report = JSON.parse(localStorage.getItem('v1-predictor.runs')).slice(-1)[0].report;
 (async () => {
+// Where the page keeps its runs: IndexedDB now, localStorage in builds before issue 9's.
+const stored = JSON.parse(localStorage.getItem('v1-predictor.runs') || 'null');
+const report = stored ? stored.slice(-1)[0].report : await new Promise((resolve) => {
+  const open = indexedDB.open('v1-predictor', 1);
+  open.onsuccess = () => {
+    const all = open.result.transaction('runs').objectStore('runs').getAll();
+    all.onsuccess = () => resolve(all.result.sort((a, b) => a.startedUnix - b.startedUnix).pop().report);
+  };
+});
 // The page's own instance of the engine (older builds also put it on window.wasmBindings).
 const e = window.wasmBindings || await import('./v1-predictor.js'), ratio = window.devicePixelRatio || 1;
 const progress = [], pearson = [];

@@ -10,7 +10,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from test_page import ARTIFACTS, SMALL, canvas_has_drawing, open_page, stored_runs, wait_download, wait_state
+from test_page import ARTIFACTS, SMALL, canvas_has_drawing, mark, open_page, stored_runs, wait_download, wait_state
 
 
 def train_and_open(driver, base_url, backend, steps):
@@ -98,12 +98,12 @@ def test_inside_views_on_the_cpu_reveal_every_neuron(driver, base_url):
     assert Select(driver.find_element(By.ID, "neuron-select")).first_selected_option.get_attribute("value") == str(neuron)
     WebDriverWait(driver, 120).until(lambda d: "rate" in d.find_element(By.ID, "preferred-text").text)
     print(f"neuron {neuron + 1}: views {time.time() - clicked:.1f} s after the click "
-          f"(page: {driver.execute_script('return document.body.dataset.neuronViewMs')} ms)")
+          f"(page: {mark(driver, 'neuron-view')[1]['ms']:.0f} ms)")
     assert tile_drawn(driver, "tile-preferred") > 100
     assert tile_drawn(driver, "tile-suppressive") > 100
 
     WebDriverWait(driver, 600).until(lambda d: d.execute_script("return document.body.dataset.inside") == "complete")
-    print(f"all preferred images in {driver.execute_script('return document.body.dataset.insideMs')} ms")
+    print(f"all preferred images in {mark(driver, 'inside-complete')[1]['ms']:.0f} ms")
     rate, best_data, agreement = preferred_figures(driver)
     assert -1 <= agreement <= 1
     assert rate > best_data, (rate, best_data)
@@ -126,7 +126,7 @@ def test_inside_views_on_the_cpu_reveal_every_neuron(driver, base_url):
 
 def test_inside_views_on_webgpu(driver, base_url):
     train_and_open(driver, base_url, "wgpu", 10)
-    assert driver.execute_script("return document.body.dataset.insideBackend") == "wgpu"
+    assert mark(driver, "inside-opened")[1]["backend"] == "wgpu"
     assert tile_drawn(driver, "filters-canvas") > 50
     assert tile_drawn(driver, "tile-rf") > 100
     # A neuron from the end of the queue (inverted 8 at a time) jumps it, on the GPU: its
@@ -134,6 +134,6 @@ def test_inside_views_on_webgpu(driver, base_url):
     Select(driver.find_element(By.ID, "neuron-select")).select_by_value("33")
     assert driver.execute_script("return document.body.dataset.neuron") == "33"
     WebDriverWait(driver, 900).until(lambda d: "rate" in d.find_element(By.ID, "preferred-text").text)
-    print(f"WebGPU (SwiftShader): neuron 34's views after {driver.execute_script('return document.body.dataset.neuronViewMs')} ms")
-    assert int(driver.execute_script("return document.body.dataset.insideDone")) < 40
+    print(f"WebGPU (SwiftShader): neuron 34's views after {mark(driver, 'neuron-view')[1]['ms']:.0f} ms")
+    assert float(driver.find_element(By.ID, "inside-progress").get_attribute("value")) < 1
     assert tile_drawn(driver, "tile-preferred") > 100

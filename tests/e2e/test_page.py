@@ -164,6 +164,13 @@ def wait_download(driver, name, timeout=60):
     return path
 
 
+def mark(driver, name):
+    """The page's last `v1p:<name>` performance mark: (ms since navigation, its detail)."""
+    return driver.execute_script(
+        "const m = performance.getEntriesByName('v1p:' + arguments[0]).pop(); return m && [m.startTime, m.detail];",
+        name)
+
+
 def stored_runs(driver):
     """The runs the page keeps in IndexedDB: id, number, start tag and network file names."""
     return driver.execute_async_script("""const done = arguments[arguments.length - 1];
