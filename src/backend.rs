@@ -28,6 +28,7 @@ pub struct ComputeDevice {
 thread_local! {
     // wgpu can be initialised once per process (or page); later requests reuse it.
     static WGPU: RefCell<Option<ComputeDevice>> = const { RefCell::new(None) };
+    static WGPU_STARTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -62,13 +63,36 @@ pub async fn init(kind: BackendKind) -> Result<ComputeDevice, String> {
             description: "CPU (Burn flex backend)".to_string(),
         }),
         BackendKind::Wgpu => {
+            // A run and the inside views share one engine: a second caller while WebGPU is
+            // starting waits for that start instead of starting it again.
+            while WGPU_STARTING.with(|s| s.get()) {
+                pause().await;
+            }
             if let Some(ready) = WGPU.with(|w| w.borrow().clone()) {
                 return Ok(ready);
             }
-            let ready = init_wgpu().await?;
+            WGPU_STARTING.with(|s| s.set(true));
+            let started = init_wgpu().await;
+            WGPU_STARTING.with(|s| s.set(false));
+            let ready = started?;
             WGPU.with(|w| *w.borrow_mut() = Some(ready.clone()));
             Ok(ready)
         }
+    }
+}
+
+/// A short wait on the event loop (wasm); natively a start completes before anyone else asks.
+async fn pause() {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let promise = js_sys::Promise::new(&mut |resolve, _| {
+            let global = js_sys::global();
+            if let Ok(set_timeout) = js_sys::Reflect::get(&global, &"setTimeout".into()) {
+                let set_timeout = js_sys::Function::from(set_timeout);
+                let _ = set_timeout.call2(&global, &resolve, &20.into());
+            }
+        });
+        let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
     }
 }
 

@@ -1,7 +1,8 @@
 //! The seed's flags, defined once. `v1p train`'s options (clap), the page's settings form
-//! (`flagTable` in `web/flags.rs`), the per-flag range checks of
-//! [`TrainingConfig::validate`] and a run's settings as text all read [`FLAGS`], so a help
-//! text or a limit cannot drift between them.
+//! (`flagTable` in `web/flags.rs`) and the per-flag range checks of
+//! [`TrainingConfig::validate`] all read [`FLAGS`], so a help text or a limit cannot drift
+//! between them. (The one-line summary of a run on its plots, `TrainingConfig::summary`,
+//! is written for reading, not per flag: one function, used by the plots and the runs panel.)
 //!
 //! A flag reaches its field in [`TrainingConfig`] through its serde path (`["model",
 //! "conv1"]`): the config goes to a `serde_json::Value`, the leaf is read or replaced, and
@@ -207,7 +208,9 @@ pub static FLAGS: &[Flag] = &[
         "random seed",
         Group::Training,
         "Random seed of the split, the initial weights, the batches and dropout.",
-        int(0, u64::MAX),
+        // The largest whole number a JavaScript number holds exactly: the page and its
+        // exports carry the seed as one.
+        int(0, (1 << 53) - 1),
         EVERY,
         &["seed"],
     )),
@@ -437,6 +440,9 @@ impl Flag {
                                 && x < 2f64.powi(53) =>
                         {
                             x as u64
+                        }
+                        Ok(x) if x.is_finite() && x >= 0.0 && x.fract() == 0.0 => {
+                            return Err(refuse(format!("{text} is too large")));
                         }
                         Ok(x) if x.is_finite() => {
                             return Err(refuse(format!("must be a whole number ≥ 0, got {text}")));

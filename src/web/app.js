@@ -58,9 +58,32 @@ function startEngineWorker() {
   state.worker.onmessage = (event) => onEngineEvent(event.data);
   state.worker.onerror = (event) => {
     event.preventDefault();
-    onEngineEvent({ type: "protocolError", error: { kind: "device", message: event.message || "the engine crashed" } });
+    restartEngine(event.message || "the engine stopped");
   };
   return ready;
+}
+
+// Whatever waits for the engine is told it failed: requests, a run, the inside views.
+function failWaiting(message) {
+  const error = { kind: "device", message };
+  for (const id of [...state.replies.keys()]) {
+    reply(id, id === "ready" ? { webgpu: false, adapter: message } : { type: "failed", error });
+  }
+  if (state.running) onRunFailed({ started: true, error });
+  if (state.inside) state.inside.fail(message);
+}
+
+// A crashed engine (a trap leaves its wasm unusable) is replaced by a fresh one, which gets
+// the current data again under the same id.
+function restartEngine(message) {
+  failWaiting(message);
+  showError("train-error", `The engine stopped (${message}) and was started again: train again to continue.`);
+  state.worker.terminate();
+  startEngineWorker();
+  if (state.dataset) {
+    const files = state.files.map(([name, buffer]) => ({ name, bytes: new Uint8Array(buffer.slice(0)) }));
+    request({ type: "loadDataset", dataset: state.dataset.id, files }, files.map((f) => f.bytes.buffer));
+  }
 }
 
 function onEngineEvent(event) {
@@ -76,6 +99,7 @@ function onEngineEvent(event) {
     case "inside":
       return state.inside.onMessage(event.message);
     case "protocolError":
+      failWaiting(event.error.message);
       return showError("train-error", event.error.message);
     default:
       // A run's events; those of a run the page has moved on from are dropped.

@@ -3,7 +3,12 @@
 
 // Which GPU the browser gives us, in words, or why there is none.
 export async function webgpuAdapter() {
-  if (!("gpu" in navigator)) return { ok: false, reason: "this browser has no WebGPU" };
+  if (!("gpu" in navigator)) {
+    // Browsers offer WebGPU only to https pages and localhost: a LAN address over plain http has none.
+    const reason = isSecureContext ? "this browser has no WebGPU"
+      : "WebGPU needs a secure page (https, or localhost), and this one is served over plain http";
+    return { ok: false, reason };
+  }
   try {
     const adapter = await navigator.gpu.requestAdapter();
     if (!adapter) return { ok: false, reason: "the browser offers no WebGPU adapter (GPU blocked or absent)" };

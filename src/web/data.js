@@ -48,7 +48,7 @@ export async function useDataset(files, name, cellTypes = [], truthText = null) 
   const copies = files.map(([n, buffer]) => ({ name: n, bytes: new Uint8Array(buffer.slice(0)) }));
   request({ type: "loadDataset", dataset: id, files: copies }, copies.map((f) => f.bytes.buffer));
   const reply = await awaitReply(id);
-  if (reply.type === "datasetFailed") {
+  if (reply.type !== "datasetLoaded") {
     const previous = state.datasetName || "none";
     showError("data-error", `${reply.error.message}\nThe previous dataset (${previous}) is still loaded.`);
     return false;

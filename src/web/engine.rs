@@ -1,7 +1,8 @@
 //! The engine worker: one per page, for the page's lifetime. It owns the datasets, the device
 //! (WebGPU started once, its kernels compiled once) and the runs, and speaks to the page only
 //! through [`Request`] and [`Event`] — the protocol, typed here and nowhere else. worker.js
-//! passes every message to [`Engine::handle`] and posts every event back, as it is.
+//! passes every message to [`Engine::handle`] and posts every event back, as it is (the
+//! inside views' messages excepted: they go to inspector.js, in the same worker).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -38,7 +39,7 @@ pub enum Request {
         dataset: u32,
     },
     /// Train (or, for the Gabor model, fit) on a loaded dataset. `backend`: auto, wgpu or cpu.
-    /// A run already going is stopped first: one run at a time.
+    /// A run already going is told to stop (it ends after its current slice): one at a time.
     StartRun {
         run: u32,
         dataset: u32,
@@ -424,6 +425,8 @@ impl EngineState {
             .train(start.run, &mut runner, control, started)
             .await
             .map_err(|e| (true, e))?;
+        // Read now: a Stop pressed while the network is read back does not make this run stopped.
+        let stopped = control.stopped.get();
         // The best network's files are made here, where it lives (read back asynchronously).
         let (network_files, export_error) =
             match SavedNetwork::best_of(&runner, start.started_unix as u64).await {
@@ -437,7 +440,7 @@ impl EngineState {
         let event = Event::RunFinished {
             run: start.run,
             report: runner.report(),
-            stopped: control.stopped.get(),
+            stopped,
             elapsed_ms,
             network_files,
             export_error,
@@ -581,11 +584,15 @@ impl EngineState {
     fn send_with(&self, event: &Event, extra: &[(&str, JsValue)], transfer: &[JsValue]) {
         let value = match to_js(event) {
             Ok(value) => value,
+            // Said to the page (which then gives up on what it waits for), not only logged.
             Err(e) => {
-                return web_sys::console::error_2(
-                    &"the engine could not send an event:".into(),
-                    &e,
-                );
+                web_sys::console::error_2(&"the engine could not send an event:".into(), &e);
+                let message = format!("the engine could not send its answer: {e:?}");
+                let error = EngineError::new(ErrorKind::Protocol, message);
+                match to_js(&Event::ProtocolError { error }) {
+                    Ok(value) => value,
+                    Err(_) => return,
+                }
             }
         };
         let buffers = Array::new();
@@ -623,8 +630,16 @@ struct RunStart {
     started_unix: f64,
 }
 
+/// Milliseconds on the page's monotonic clock (`performance.now()`, in a window or a worker).
 fn now_ms() -> f64 {
-    js_sys::Date::now()
+    let global = js_sys::global();
+    js_sys::Reflect::get(&global, &"performance".into())
+        .ok()
+        .and_then(|p| {
+            let now = js_sys::Reflect::get(&p, &"now".into()).ok()?;
+            Function::from(now).call0(&p).ok()?.as_f64()
+        })
+        .unwrap_or_else(js_sys::Date::now)
 }
 
 /// Yields to the event loop (a macrotask, so that messages get in) for at least `ms`.

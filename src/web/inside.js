@@ -365,5 +365,7 @@ export function createInside({ engine, send, $, context, save }) {
   $("stimulus-select").addEventListener("change", (e) => showStimulus(Number(e.target.value)));
   $("download-explain").addEventListener("click", download);
 
-  return { runChanged, focus, open, onMessage };
+  // The engine failed under the views: they close with its message.
+  const fail = (message) => s.opened && onMessage({ token: s.token, type: "error", message });
+  return { runChanged, focus, open, onMessage, fail };
 }

@@ -21,6 +21,14 @@ function promised(request) {
   });
 }
 
+// Done when the transaction commits (a full disk aborts it after the request succeeded).
+function committed(transaction) {
+  return new Promise((resolve, reject) => {
+    transaction.oncomplete = () => resolve();
+    transaction.onabort = transaction.onerror = () => reject(transaction.error);
+  });
+}
+
 function openDatabase() {
   const request = indexedDB.open(DB_NAME, 1);
   request.onupgradeneeded = () => request.result.createObjectStore(STORE, { keyPath: "id" });
@@ -39,7 +47,7 @@ export async function openRunStore({ isRun, onOtherTab }) {
   }
   const channel = "BroadcastChannel" in globalThis ? new BroadcastChannel(CHANNEL) : null;
   if (channel) channel.onmessage = () => onOtherTab();
-  const transaction = (mode) => db.transaction(STORE, mode).objectStore(STORE);
+  const transaction = (mode) => db.transaction(STORE, mode);
   const changed = () => channel && channel.postMessage("changed");
 
   const store = {
@@ -47,14 +55,19 @@ export async function openRunStore({ isRun, onOtherTab }) {
     // Every whole run, oldest first.
     async list() {
       if (!db) return [];
-      const records = await promised(transaction("readonly").getAll());
-      return records.filter(isRun).sort((a, b) => a.startedUnix - b.startedUnix || a.number - b.number);
+      const records = await promised(transaction("readonly").objectStore(STORE).getAll());
+      // In the order they were kept (runs of older pages: by their start).
+      const kept = (run) => run.addedAt || run.startedUnix * 1000;
+      return records.filter(isRun).map((run) => ({ networkFiles: [], ...run }))
+        .sort((a, b) => kept(a) - kept(b));
     },
     // Throws a message in words when the browser's storage is full.
     async put(run) {
       if (!db) throw new Error(unavailable);
       try {
-        await promised(transaction("readwrite").put(run));
+        const tx = transaction("readwrite");
+        tx.objectStore(STORE).put(run);
+        await committed(tx);
       } catch (error) {
         if (error && error.name === "QuotaExceededError") {
           throw new Error("The browser's storage for this page is full: this run is listed until the page " +
@@ -66,7 +79,9 @@ export async function openRunStore({ isRun, onOtherTab }) {
     },
     async clear() {
       if (!db) return;
-      await promised(transaction("readwrite").clear());
+      const tx = transaction("readwrite");
+      tx.objectStore(STORE).clear();
+      await committed(tx);
       changed();
     },
   };
@@ -82,10 +97,15 @@ async function moveOldRuns(store, isRun) {
     old = [];
   }
   if (!Array.isArray(old) || old.length === 0) return;
-  for (const run of old.filter((r) => r && typeof r.id === "string" && isRun(r))) {
-    await store.put(run).catch(() => {});
+  // Forgotten only once every run is kept (they had no network files then).
+  try {
+    for (const run of old.filter((r) => r && typeof r.id === "string" && isRun(r))) {
+      await store.put({ ...run, networkFiles: [] });
+    }
+    localStorage.removeItem(OLD_KEY);
+  } catch {
+    // Kept where they were; the next visit tries again.
   }
-  localStorage.removeItem(OLD_KEY);
 }
 
 // ---------- the runs panel ----------
@@ -104,23 +124,24 @@ export async function refreshRuns() {
   const stored = await state.store.list();
   // Runs the store could not keep (storage full) stay listed until the page closes.
   const unkept = state.runs.filter((run) => run.unkept);
-  state.runs = stored.concat(unkept);
+  // Numbered as listed, so that two tabs' runs never share a number.
+  state.runs = stored.concat(unkept).map((run, i) => Object.assign(run, { number: i + 1 }));
   renderRuns();
 }
 
 // Numbered after every run kept so far (other tabs' too), and kept with its network.
 export async function addRun(run, networkFiles = []) {
-  await refreshRuns();
-  run.number = state.runs.reduce((m, r) => Math.max(m, r.number), 0) + 1;
-  run.id = run.id || `${run.startedUnix}-${run.number}-${Math.random().toString(36).slice(2, 8)}`;
+  run.id = `${run.startedUnix}-${Math.random().toString(36).slice(2, 10)}`;
+  run.addedAt = Date.now();
   run.networkFiles = Array.from(networkFiles);
   try {
     await state.store.put(run);
   } catch (error) {
     run.unkept = true;
+    state.runs.push(run);
     showError("runs-error", error.message || String(error));
   }
-  if (!state.runs.some((r) => r.id === run.id)) state.runs.push(run);
+  await refreshRuns();
   showRun(run.id);
 }
 
@@ -218,7 +239,7 @@ export async function loadNetworks(files, errorId) {
     const bytes = new Uint8Array(buffer.slice(0));
     request({ type: "evaluateNetwork", request: id, dataset: state.dataset.id, file: { name, bytes } }, [bytes.buffer]);
     const result = await awaitReply(id);
-    if (result.type === "evaluationFailed") {
+    if (result.type !== "networkEvaluated") {
       showError(errorId, result.error.message);
       continue;
     }

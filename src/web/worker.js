@@ -26,7 +26,10 @@ function route(message) {
 
 async function start() {
   await loader.ready;
-  const adapter = await webgpuAdapter();
+  // A GPU that never answers must not hold up the CPU path: give it 10 s.
+  const silent = { ok: false, reason: "the GPU did not answer" };
+  const late = new Promise((resolve) => setTimeout(() => resolve(silent), 10_000));
+  const adapter = await Promise.race([webgpuAdapter(), late]);
   engine = new Engine((message, transfer) => self.postMessage(message, transfer), adapter);
   for (const request of waiting.splice(0)) route(request);
 }
