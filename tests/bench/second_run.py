@@ -1,5 +1,5 @@
 """Start-up cost of a run in the page: two runs of the same small network in a row, on WebGPU
-and on the CPU backend. For each run: the time from the Train click to the first step shown,
+and on the CPU backend (and the seed's network on the CPU). For each run: the time from the Train click to the first step shown,
 and the steady-state time per step of that run; the ratio first-step / steady-step says what a
 run pays to start. Issue 9's goal: the second run's first step within 2× its steady state.
 Only the DOM is read (the progress line), so any version of the page can be measured.
@@ -47,14 +47,17 @@ def one_run():
 
 
 SMALL = "conv1=4&conv2=8&hidden1=32&batch_size=20&optimizer=adam&learning_rate=0.001"
-for backend, steps in (("wgpu", 40), ("cpu", 200)):
+# The small network on both backends, then the seed's own network (batch 50) on the CPU, where
+# a step is long enough for the start of a run to be compared with it.
+for label, backend, steps, settings in (("wgpu", "wgpu", 40, SMALL), ("cpu", "cpu", 200, SMALL),
+                                        ("cpu, seed network", "cpu", 30, "optimizer=adam")):
     driver.get(f"http://127.0.0.1:{port}/index.html?backend={backend}&max_steps={steps}"
-               f"&eval_every=100000&{SMALL}")
+               f"&eval_every=100000&{settings}")
     WebDriverWait(driver, 120).until(lambda d: d.execute_script("return document.body.dataset.ready") == "true")
     WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "dataset-summary").text)
     for run in (1, 2):
         first_ms, first_step, steady = one_run()
-        print(f"{backend} run {run}: click → step {first_step} shown {first_ms:.0f} ms; "
+        print(f"{label} run {run}: click → step {first_step} shown {first_ms:.0f} ms; "
               f"steady {steady:.1f} ms/step; first / steady = {first_ms / steady:.1f}×", flush=True)
 driver.quit()
 server.terminate()
