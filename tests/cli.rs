@@ -12,6 +12,22 @@ fn v1p(args: &[&str]) -> std::process::Output {
         .expect("v1p runs")
 }
 
+/// A run of a few seconds: the fast preset, 20 steps of a small network.
+const TINY_RUN: &[&str] = &[
+    "--preset",
+    "fast",
+    "--max_steps",
+    "20",
+    "--eval_every",
+    "10",
+    "--conv1",
+    "4",
+    "--conv2",
+    "8",
+    "--hidden1",
+    "16",
+];
+
 fn demo() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/data/simulated-v1.mat").to_string()
 }
@@ -110,25 +126,8 @@ fn train_refuses_an_out_folder_it_cannot_create_before_training() {
 fn explain_writes_the_views_of_a_saved_network_and_refuses_bad_input() {
     let dir = std::env::temp_dir().join(format!("v1p-explain-{}", std::process::id()));
     let dir_text = dir.to_str().unwrap();
-    let trained = v1p(&[
-        "train",
-        "--data",
-        &demo(),
-        "--preset",
-        "fast",
-        "--max_steps",
-        "20",
-        "--eval_every",
-        "10",
-        "--conv1",
-        "4",
-        "--conv2",
-        "8",
-        "--hidden1",
-        "16",
-        "--out",
-        dir_text,
-    ]);
+    let data = demo();
+    let trained = v1p(&[&["train", "--data", &data], TINY_RUN, &["--out", dir_text]].concat());
     assert!(
         trained.status.success(),
         "{}",
@@ -283,25 +282,7 @@ fn train_config_re_runs_a_run_from_its_record_and_flags_override_it() {
             serde_json::from_str::<serde_json::Value>(&text).unwrap(),
         )
     };
-    let first = run(
-        &[
-            "--preset",
-            "fast",
-            "--max_steps",
-            "20",
-            "--eval_every",
-            "10",
-            "--conv1",
-            "4",
-            "--conv2",
-            "8",
-            "--hidden1",
-            "16",
-            "--seed",
-            "3",
-        ],
-        &first_dir,
-    );
+    let first = run(&[TINY_RUN, &["--seed", "3"]].concat(), &first_dir);
     let (record, first_record) = record_of(&first_dir);
     let again = run(&["--config", record.to_str().unwrap()], &again_dir);
     let (_, again_record) = record_of(&again_dir);

@@ -147,6 +147,13 @@ fn bad_text_and_out_of_range_values_name_the_flag_in_plain_words() {
         ("conv1", "0", "must be between 1 and 512, got 0"),
         ("conv1", "2.5", "must be a whole number ≥ 0, got 2.5"),
         ("seed", "-1", "must be a whole number ≥ 0, got -1"),
+        // A JavaScript number holds whole numbers exactly only up to 2^53 - 1.
+        ("seed", "1e20", "1e20 is too large"),
+        (
+            "seed",
+            "9007199254740992",
+            "must be between 0 and 9007199254740991, got 9007199254740992",
+        ),
         (
             "learning_rate",
             "0",

@@ -283,6 +283,11 @@ fn an_exported_run_reads_back_as_the_same_report() {
         .bytes;
     let error = import::report_from_exports(&pearson, Some(other_training)).unwrap_err();
     assert!(error.to_string().contains("of run"), "{error}");
+    let mut short: serde_json::Value = serde_json::from_slice(&pearson).unwrap();
+    short["evalvariance"].as_array_mut().unwrap().pop();
+    let short = serde_json::to_vec(&short).unwrap();
+    let error = import::report_from_exports(&short, None).unwrap_err();
+    assert!(error.to_string().contains("different lengths"), "{error}");
     let error = import::report_from_exports(b"{\"rval\": 3}", None).unwrap_err();
     assert!(error.to_string().contains("pearsondata"), "{error}");
 }

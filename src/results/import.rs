@@ -31,20 +31,6 @@ pub fn report_from_exports(
             serde_json::from_slice(bytes).map_err(|e| bad("training_manualsave_….json", e))
         })
         .transpose()?;
-    let n = pearson.rval.len();
-    if n == 0
-        || [
-            pearson.evalloss_per_neuron.len(),
-            pearson.lossbaseline_per_neuron.len(),
-            pearson.evalvariance.len(),
-        ]
-        .iter()
-        .any(|&len| len != n)
-    {
-        return Err(ResultsError::Mismatch(
-            "the Pearson data's per-neuron lists are empty or of different lengths".into(),
-        ));
-    }
     let (history, baseline_loss, sources, steps_done) = match record {
         Some(record) => {
             if record.started_unix != pearson.started_unix {
@@ -79,6 +65,7 @@ pub fn report_from_exports(
         }
         // Without the record: no curves; the baseline is the mean of the per-neuron ones.
         None => {
+            let n = pearson.lossbaseline_per_neuron.len().max(1);
             let baseline = pearson.lossbaseline_per_neuron.iter().sum::<f64>() / n as f64;
             (Vec::new(), baseline, Vec::new(), pearson.step)
         }
@@ -110,6 +97,7 @@ pub fn report_from_exports(
             eval_loss_per_neuron: pearson.evalloss_per_neuron,
         }),
     };
+    super::check_per_neuron_lists(&report)?;
     Ok(ImportedRun {
         report,
         started_unix: pearson.started_unix,

@@ -200,19 +200,8 @@ pub fn report_files(
         return Ok(files);
     };
     // A report can come from the page's storage: refuse one whose per-neuron lists disagree.
+    check_per_neuron_lists(report)?;
     let n = best.r.len();
-    if [
-        best.eval_loss_per_neuron.len(),
-        report.baseline_loss_per_neuron.len(),
-        report.eval_variance.len(),
-    ]
-    .iter()
-    .any(|&len| len != n)
-    {
-        return Err(ResultsError::Mismatch(
-            "the report's per-neuron lists have different lengths".into(),
-        ));
-    }
     let data = PearsonData {
         rval: best.r.clone(),
         step: best.step,
@@ -259,6 +248,26 @@ pub fn report_files(
         neurons_csv(report, cell_types)?,
     ));
     Ok(files)
+}
+
+/// A report's per-neuron lists (r, losses, variance) have one entry per neuron each, and
+/// there is at least one neuron: what every export and import relies on.
+pub(crate) fn check_per_neuron_lists(report: &TrainingReport) -> Result<(), ResultsError> {
+    let Some(best) = &report.best else {
+        return Ok(());
+    };
+    let n = best.r.len();
+    let lengths = [
+        best.eval_loss_per_neuron.len(),
+        report.baseline_loss_per_neuron.len(),
+        report.eval_variance.len(),
+    ];
+    if n == 0 || lengths.iter().any(|&len| len != n) {
+        return Err(ResultsError::Mismatch(
+            "the report's per-neuron lists are empty or of different lengths".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn add_split(npz: &mut NpzBuilder, split: &crate::data::Split) -> Result<(), ResultsError> {
