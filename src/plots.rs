@@ -194,8 +194,7 @@ pub fn draw_progress<DB: DrawingBackend>(
             ))
             .map_err(plot_error)?;
         let eval_var = crate::training::metrics::mean(&report.eval_variance);
-        let f = &report.flags;
-        let lines = [
+        let mut lines = vec![
             format!(
                 "best step {}: mean r {:.3}, eval loss {:.4}, FVE {:.3}",
                 best.step, best.mean_r, best.eval_loss, best.fve
@@ -204,8 +203,8 @@ pub fn draw_progress<DB: DrawingBackend>(
                 "baseline loss {:.4}, eval variance {:.4}",
                 report.baseline_loss, eval_var
             ),
-            f.summary(),
         ];
+        lines.extend(wrap_at_dots(&report.flags.summary(), SUMMARY_LINE_CHARS));
         let (x0, y0) = chart.plotting_area().get_pixel_range();
         for (i, line) in lines.iter().enumerate() {
             area.draw(&Text::new(
@@ -385,5 +384,36 @@ mod tests {
             .map(|slot| neuron_label(&order, 2, slot as f64 + 0.5))
             .collect();
         assert_eq!(labels, ["3", "", "2", "", ""]);
+    }
+}
+
+/// About as many characters as the progress plot's caption fits on one line.
+const SUMMARY_LINE_CHARS: usize = 90;
+
+/// Breaks a " · "-separated summary into lines of at most `width` characters (a longer part
+/// gets a line of its own).
+fn wrap_at_dots(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for part in text.split(" · ") {
+        match lines.last_mut() {
+            Some(line) if line.chars().count() + 3 + part.chars().count() <= width => {
+                line.push_str(" · ");
+                line.push_str(part);
+            }
+            _ => lines.push(part.to_string()),
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::wrap_at_dots;
+
+    #[test]
+    fn a_long_summary_wraps_between_its_parts() {
+        let lines = wrap_at_dots("cnn · lr 0.0002 · steps 60000 · batch 50", 20);
+        assert_eq!(lines, ["cnn · lr 0.0002", "steps 60000", "batch 50"]);
+        assert_eq!(wrap_at_dots("a very long part", 4), ["a very long part"]);
     }
 }

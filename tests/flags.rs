@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 use v1_predictor::config::flags::{
-    self, FLAGS, Kind, apply_flags, check_ranges, flag_values, set_flag,
+    self, FLAGS, Kind, Shown, apply_flags, check_ranges, flag_values, set_flag,
 };
 use v1_predictor::model::ModelFamily;
 use v1_predictor::training::{PRESETS, TrainingConfig};
@@ -232,4 +232,47 @@ fn the_page_s_view_of_the_table_has_kinds_ranges_and_families() {
             Kind::Int { .. } | Kind::Float { .. } => assert!(info.min.is_some()),
         }
     }
+}
+
+#[test]
+fn a_run_s_summary_is_written_from_the_table() {
+    let mut config = TrainingConfig::new();
+    let seed = config.summary();
+    assert!(seed.starts_with("cnn · lr 0.0002 · steps "), "{seed}");
+    // Every flag of the model with words in the table is in the summary, with its value.
+    for flag in FLAGS.iter().filter(|f| f.applies_to(ModelFamily::Cnn)) {
+        if let Some(Shown::Always(words) | Shown::SecondConv(words)) = flag.shown {
+            assert!(seed.contains(words), "{} missing from {seed}", flag.name);
+        }
+    }
+    assert!(seed.contains("train 0.6667"), "fractions are short: {seed}");
+    // A change of a flag changes its words; "off" values and a missing layer are left out.
+    assert!(
+        !seed.contains("patience") && !seed.contains("ensemble"),
+        "{seed}"
+    );
+    set_flag(&mut config, "learning_rate", "0.001").unwrap();
+    set_flag(&mut config, "patience", "5").unwrap();
+    set_flag(&mut config, "numconvlayer", "1").unwrap();
+    set_flag(&mut config, "standardise", "true").unwrap();
+    let changed = config.summary();
+    assert!(
+        changed.contains("lr 0.001 ·") && changed.contains("patience 5"),
+        "{changed}"
+    );
+    assert!(
+        changed.contains("standardised pixels") && !changed.contains("conv2"),
+        "{changed}"
+    );
+    // Another model shows its own flags only.
+    let gabor = TrainingConfig::preset("gabor").unwrap();
+    let text = gabor.summary();
+    assert!(
+        text.starts_with("gabor · ") && text.contains("orientations 8"),
+        "{text}"
+    );
+    assert!(
+        text.contains("features · ridge per neuron") && !text.contains("lr "),
+        "{text}"
+    );
 }

@@ -90,6 +90,19 @@ pub struct Flag {
     pub families: &'static [ModelFamily],
     /// Its field in `TrainingConfig`, as serde names it.
     pub path: &'static [&'static str],
+    /// How a run's one-line summary (the plots' caption, the runs panel) shows it, if at all.
+    pub shown: Option<Shown>,
+}
+
+/// The words a flag has in a run's one-line summary, and when it is left out.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Shown {
+    /// `words value` (the value alone when `words` is empty; `words` alone for `true`).
+    Always(&'static str),
+    /// Left out at this value (a patience of 0, one network in an "ensemble").
+    Unless(&'static str, f64),
+    /// Only with a second convolution layer (`numconvlayer` 2).
+    SecondConv(&'static str),
 }
 
 const TRAINED: &[ModelFamily] = &[ModelFamily::Cnn, ModelFamily::Cnnplus, ModelFamily::Ln];
@@ -125,6 +138,14 @@ const fn flag(
         everyday: false,
         families,
         path,
+        shown: None,
+    }
+}
+
+const fn shown(shown: Shown, flag: Flag) -> Flag {
+    Flag {
+        shown: Some(shown),
+        ..flag
     }
 }
 
@@ -140,178 +161,235 @@ const fn everyday(flag: Flag) -> Flag {
 /// flags or against the data (fractions summing below 1, batch ≤ training images, the
 /// shrinking feature map, poisson needs a non-relu output) stay in `validate`/`architecture`.
 pub static FLAGS: &[Flag] = &[
-    everyday(flag(
-        "learning_rate",
-        "learning rate",
-        Group::Training,
-        "Initial learning rate.",
-        float(0.0, 10.0, Bounds::AboveMin),
-        TRAINED,
-        &["learning_rate"],
-    )),
-    everyday(flag(
-        "max_steps",
-        "training steps",
-        Group::Training,
-        "Number of steps to run trainer.",
-        int(1, 10_000_000),
-        TRAINED,
-        &["max_steps"],
-    )),
-    flag(
-        "batch_size",
-        "images per step",
-        Group::Training,
-        "Batch size.",
-        int(1, 1_000_000),
-        TRAINED,
-        &["batch_size"],
+    shown(
+        Shown::Always("lr"),
+        everyday(flag(
+            "learning_rate",
+            "learning rate",
+            Group::Training,
+            "Initial learning rate.",
+            float(0.0, 10.0, Bounds::AboveMin),
+            TRAINED,
+            &["learning_rate"],
+        )),
     ),
-    flag(
-        "trainingset_frac",
-        "share of images for training",
-        Group::Training,
-        "Training set size (fraction of images).",
-        float(0.0, 1.0, Bounds::Open),
-        EVERY,
-        &["trainingset_frac"],
+    shown(
+        Shown::Always("steps"),
+        everyday(flag(
+            "max_steps",
+            "training steps",
+            Group::Training,
+            "Number of steps to run trainer.",
+            int(1, 10_000_000),
+            TRAINED,
+            &["max_steps"],
+        )),
     ),
-    flag(
-        "earlystop_frac",
-        "share of images for early stopping",
-        Group::Training,
-        "Early stop set size (fraction of images).",
-        float(0.0, 1.0, Bounds::Open),
-        EVERY,
-        &["earlystop_frac"],
+    shown(
+        Shown::Always("batch"),
+        flag(
+            "batch_size",
+            "images per step",
+            Group::Training,
+            "Batch size.",
+            int(1, 1_000_000),
+            TRAINED,
+            &["batch_size"],
+        ),
     ),
-    flag(
-        "optimizer",
-        "optimizer",
-        Group::Training,
-        "How the weights are updated: sgd (plain gradient descent, the seed) or adam (faster).",
-        Kind::Choice(&["sgd", "adam"]),
-        TRAINED,
-        &["optimizer"],
+    shown(
+        Shown::Always("train"),
+        flag(
+            "trainingset_frac",
+            "share of images for training",
+            Group::Training,
+            "Training set size (fraction of images).",
+            float(0.0, 1.0, Bounds::Open),
+            EVERY,
+            &["trainingset_frac"],
+        ),
     ),
-    flag(
-        "eval_every",
-        "steps between checks",
-        Group::Training,
-        "Steps between evaluations (the seed: 200).",
-        int(1, 10_000_000),
-        TRAINED,
-        &["eval_every"],
+    shown(
+        Shown::Always("early stop"),
+        flag(
+            "earlystop_frac",
+            "share of images for early stopping",
+            Group::Training,
+            "Early stop set size (fraction of images).",
+            float(0.0, 1.0, Bounds::Open),
+            EVERY,
+            &["earlystop_frac"],
+        ),
     ),
-    everyday(flag(
-        "seed",
-        "random seed",
-        Group::Training,
-        "Random seed of the split, the initial weights, the batches and dropout.",
-        // The largest whole number a JavaScript number holds exactly: the page and its
-        // exports carry the seed as one.
-        int(0, (1 << 53) - 1),
-        EVERY,
-        &["seed"],
-    )),
-    flag(
-        "loss",
-        "error measure",
-        Group::Training,
-        "Training loss: mse (squared error, the seed) or poisson (made for spike counts).",
-        Kind::Choice(&["mse", "poisson"]),
-        TRAINED,
-        &["loss"],
+    shown(
+        Shown::Always(""),
+        flag(
+            "optimizer",
+            "optimizer",
+            Group::Training,
+            "How the weights are updated: sgd (plain gradient descent, the seed) or adam (faster).",
+            Kind::Choice(&["sgd", "adam"]),
+            TRAINED,
+            &["optimizer"],
+        ),
     ),
-    flag(
-        "patience",
-        "patience",
-        Group::Training,
-        "Stop after this many evaluations without a lower early-stop loss (0 = never).",
-        int(0, 1_000_000),
-        TRAINED,
-        &["patience"],
+    shown(
+        Shown::Always("eval every"),
+        flag(
+            "eval_every",
+            "steps between checks",
+            Group::Training,
+            "Steps between evaluations (the seed: 200).",
+            int(1, 10_000_000),
+            TRAINED,
+            &["eval_every"],
+        ),
     ),
-    flag(
-        "weight_decay",
-        "weight penalty",
-        Group::Training,
-        "L2 penalty on large weights, added to every gradient (0 = none).",
-        float(0.0, 1.0, Bounds::Closed),
-        TRAINED,
-        &["weight_decay"],
+    shown(
+        Shown::Always("seed"),
+        everyday(flag(
+            "seed",
+            "random seed",
+            Group::Training,
+            "Random seed of the split, the initial weights, the batches and dropout.",
+            // The largest whole number a JavaScript number holds exactly: the page and its
+            // exports carry the seed as one.
+            int(0, (1 << 53) - 1),
+            EVERY,
+            &["seed"],
+        )),
     ),
-    everyday(flag(
-        "conv1",
-        "filters in layer 1",
-        Group::Cnn,
-        "Number of filters in conv 1.",
-        int(1, 512),
-        CNN,
-        &["model", "conv1"],
-    )),
-    flag(
-        "conv2",
-        "filters in layer 2",
-        Group::Cnn,
-        "Number of filters in conv 2 (and conv 3).",
-        int(1, 512),
-        CNN,
-        &["model", "conv2"],
+    shown(
+        Shown::Always("loss"),
+        flag(
+            "loss",
+            "error measure",
+            Group::Training,
+            "Training loss: mse (squared error, the seed) or poisson (made for spike counts).",
+            Kind::Choice(&["mse", "poisson"]),
+            TRAINED,
+            &["loss"],
+        ),
     ),
-    flag(
-        "conv1size",
-        "filter size in layer 1",
-        Group::Cnn,
-        "Size (linear) of convolution kernel layer 1.",
-        int(1, 256),
-        CNN,
-        &["model", "conv1size"],
+    shown(
+        Shown::Unless("patience", 0.0),
+        flag(
+            "patience",
+            "patience",
+            Group::Training,
+            "Stop after this many evaluations without a lower early-stop loss (0 = never).",
+            int(0, 1_000_000),
+            TRAINED,
+            &["patience"],
+        ),
     ),
-    flag(
-        "nk1",
-        "pooling window in layer 1",
-        Group::Cnn,
-        "Size of max pool kernel layer 1.",
-        int(1, 256),
-        CNN,
-        &["model", "nk1"],
+    shown(
+        Shown::Unless("weight decay", 0.0),
+        flag(
+            "weight_decay",
+            "weight penalty",
+            Group::Training,
+            "L2 penalty on large weights, added to every gradient (0 = none).",
+            float(0.0, 1.0, Bounds::Closed),
+            TRAINED,
+            &["weight_decay"],
+        ),
     ),
-    flag(
-        "nstride1",
-        "pooling step in layer 1",
-        Group::Cnn,
-        "Size of max pool stride layer 1.",
-        int(1, 256),
-        CNN,
-        &["model", "nstride1"],
+    shown(
+        Shown::Always("conv1"),
+        everyday(flag(
+            "conv1",
+            "filters in layer 1",
+            Group::Cnn,
+            "Number of filters in conv 1.",
+            int(1, 512),
+            CNN,
+            &["model", "conv1"],
+        )),
     ),
-    flag(
-        "conv2size",
-        "filter size in layer 2",
-        Group::Cnn,
-        "Size (linear) of convolution kernel layer 2 (and 3).",
-        int(1, 256),
-        CNN,
-        &["model", "conv2size"],
+    shown(
+        Shown::SecondConv("conv2"),
+        flag(
+            "conv2",
+            "filters in layer 2",
+            Group::Cnn,
+            "Number of filters in conv 2 (and conv 3).",
+            int(1, 512),
+            CNN,
+            &["model", "conv2"],
+        ),
     ),
-    flag(
-        "nk2",
-        "pooling window in layer 2",
-        Group::Cnn,
-        "Size of max pool kernel layer 2 (and 3).",
-        int(1, 256),
-        CNN,
-        &["model", "nk2"],
+    shown(
+        Shown::Always("size1"),
+        flag(
+            "conv1size",
+            "filter size in layer 1",
+            Group::Cnn,
+            "Size (linear) of convolution kernel layer 1.",
+            int(1, 256),
+            CNN,
+            &["model", "conv1size"],
+        ),
     ),
-    flag(
-        "nstride2",
-        "pooling step in layer 2",
-        Group::Cnn,
-        "Size of max pool stride layer 2 (and 3).",
-        int(1, 256),
-        CNN,
-        &["model", "nstride2"],
+    shown(
+        Shown::Always("pool1"),
+        flag(
+            "nk1",
+            "pooling window in layer 1",
+            Group::Cnn,
+            "Size of max pool kernel layer 1.",
+            int(1, 256),
+            CNN,
+            &["model", "nk1"],
+        ),
+    ),
+    shown(
+        Shown::Always("stride1"),
+        flag(
+            "nstride1",
+            "pooling step in layer 1",
+            Group::Cnn,
+            "Size of max pool stride layer 1.",
+            int(1, 256),
+            CNN,
+            &["model", "nstride1"],
+        ),
+    ),
+    shown(
+        Shown::SecondConv("size2"),
+        flag(
+            "conv2size",
+            "filter size in layer 2",
+            Group::Cnn,
+            "Size (linear) of convolution kernel layer 2 (and 3).",
+            int(1, 256),
+            CNN,
+            &["model", "conv2size"],
+        ),
+    ),
+    shown(
+        Shown::SecondConv("pool2"),
+        flag(
+            "nk2",
+            "pooling window in layer 2",
+            Group::Cnn,
+            "Size of max pool kernel layer 2 (and 3).",
+            int(1, 256),
+            CNN,
+            &["model", "nk2"],
+        ),
+    ),
+    shown(
+        Shown::SecondConv("stride2"),
+        flag(
+            "nstride2",
+            "pooling step in layer 2",
+            Group::Cnn,
+            "Size of max pool stride layer 2 (and 3).",
+            int(1, 256),
+            CNN,
+            &["model", "nstride2"],
+        ),
     ),
     flag(
         "numconvlayer",
@@ -322,87 +400,114 @@ pub static FLAGS: &[Flag] = &[
         CNN,
         &["model", "numconvlayer"],
     ),
-    everyday(flag(
-        "hidden1",
-        "units in the hidden layer",
-        Group::Hidden,
-        "Number of units in hidden layer 1.",
-        int(1, 20_000),
-        CNN,
-        &["model", "hidden1"],
-    )),
-    flag(
-        "dropout",
-        "dropout keep rate",
-        Group::Hidden,
-        "Dropout keep rate of the hidden units during training (1 = no dropout).",
-        float(0.0, 1.0, Bounds::AboveMin),
-        CNN,
-        &["model", "dropout"],
+    shown(
+        Shown::Always("hidden"),
+        everyday(flag(
+            "hidden1",
+            "units in the hidden layer",
+            Group::Hidden,
+            "Number of units in hidden layer 1.",
+            int(1, 20_000),
+            CNN,
+            &["model", "hidden1"],
+        )),
     ),
-    flag(
-        "output",
-        "output function",
-        Group::Output,
-        "How a neuron's drive becomes a rate: relu (the seed), softplus or exp.",
-        Kind::Choice(&["relu", "softplus", "exp"]),
-        TRAINED,
-        &["model", "output"],
+    shown(
+        Shown::Always("keep"),
+        flag(
+            "dropout",
+            "dropout keep rate",
+            Group::Hidden,
+            "Dropout keep rate of the hidden units during training (1 = no dropout).",
+            float(0.0, 1.0, Bounds::AboveMin),
+            CNN,
+            &["model", "dropout"],
+        ),
     ),
-    flag(
-        "ensemble",
-        "networks averaged",
-        Group::Output,
-        "Networks trained side by side from different initial weights, predictions averaged.",
-        int(1, 16),
-        TRAINED,
-        &["model", "ensemble"],
+    shown(
+        Shown::Always("output"),
+        flag(
+            "output",
+            "output function",
+            Group::Output,
+            "How a neuron's drive becomes a rate: relu (the seed), softplus or exp.",
+            Kind::Choice(&["relu", "softplus", "exp"]),
+            TRAINED,
+            &["model", "output"],
+        ),
     ),
-    flag(
-        "standardise",
-        "rescale pixels",
-        Group::Output,
-        "Rescale the pixels to mean 0, sd 1 over the training images first (the seed uses raw 0…255).",
-        Kind::Bool,
-        TRAINED,
-        &["model", "standardise"],
+    shown(
+        Shown::Unless("ensemble", 1.0),
+        flag(
+            "ensemble",
+            "networks averaged",
+            Group::Output,
+            "Networks trained side by side from different initial weights, predictions averaged.",
+            int(1, 16),
+            TRAINED,
+            &["model", "ensemble"],
+        ),
     ),
-    everyday(flag(
-        "gabor_orientations",
-        "orientations",
-        Group::Gabor,
-        "Orientations of the Gabor filters, evenly spaced over 180°.",
-        int(1, 32),
-        GABOR,
-        &["model", "gabor", "orientations"],
-    )),
-    flag(
-        "gabor_frequencies",
-        "filter sizes",
-        Group::Gabor,
-        "Spatial frequencies of the Gabor filters, an octave apart.",
-        int(1, 6),
-        GABOR,
-        &["model", "gabor", "frequencies"],
+    shown(
+        Shown::Unless("standardised pixels", 0.0),
+        flag(
+            "standardise",
+            "rescale pixels",
+            Group::Output,
+            "Rescale the pixels to mean 0, sd 1 over the training images first (the seed uses raw 0…255).",
+            Kind::Bool,
+            TRAINED,
+            &["model", "standardise"],
+        ),
     ),
-    flag(
-        "gabor_min_wavelength",
-        "finest wavelength (pixels)",
-        Group::Gabor,
-        "Wavelength of the finest Gabor filter in pixels (2 is the finest a pixel grid can show).",
-        float(2.0, 64.0, Bounds::Closed),
-        GABOR,
-        &["model", "gabor", "min_wavelength"],
+    shown(
+        Shown::Always("orientations"),
+        everyday(flag(
+            "gabor_orientations",
+            "orientations",
+            Group::Gabor,
+            "Orientations of the Gabor filters, evenly spaced over 180°.",
+            int(1, 32),
+            GABOR,
+            &["model", "gabor", "orientations"],
+        )),
     ),
-    everyday(flag(
-        "gabor_positions",
-        "positions per side",
-        Group::Gabor,
-        "Gabor filter centres per side of the image.",
-        int(1, 33),
-        GABOR,
-        &["model", "gabor", "positions"],
-    )),
+    shown(
+        Shown::Always("frequencies"),
+        flag(
+            "gabor_frequencies",
+            "filter sizes",
+            Group::Gabor,
+            "Spatial frequencies of the Gabor filters, an octave apart.",
+            int(1, 6),
+            GABOR,
+            &["model", "gabor", "frequencies"],
+        ),
+    ),
+    shown(
+        Shown::Always("λ ≥"),
+        flag(
+            "gabor_min_wavelength",
+            "finest wavelength (pixels)",
+            Group::Gabor,
+            "Wavelength of the finest Gabor filter in pixels (2 is the finest a pixel grid can show).",
+            float(2.0, 64.0, Bounds::Closed),
+            GABOR,
+            &["model", "gabor", "min_wavelength"],
+        ),
+    ),
+    shown(
+        Shown::Always("positions"),
+        everyday(flag(
+            "gabor_positions",
+            "positions per side",
+            Group::Gabor,
+            "Gabor filter centres per side of the image.",
+            int(1, 33),
+            GABOR,
+            &["model", "gabor", "positions"],
+        )),
+    ),
 ];
 
 /// The flag called `name`.
@@ -547,6 +652,49 @@ pub fn flag_values(config: &TrainingConfig) -> Vec<(&'static str, String)> {
         .iter()
         .map(|f| (f.name, f.text(at(&root, f.path))))
         .collect()
+}
+
+/// A run's settings on one line (the plots' caption, the runs panel), from the table: the
+/// model, then every flag of that model the table gives words for, in the table's order.
+pub fn summary(config: &TrainingConfig) -> String {
+    let family = config.model.family;
+    let root = to_value(config);
+    let mut parts = vec![family.name().to_string()];
+    for flag in FLAGS.iter().filter(|f| f.applies_to(family)) {
+        let value = at(&root, flag.path);
+        let number = value.as_f64().or_else(|| value.as_bool().map(f64::from));
+        let words = match flag.shown {
+            None => continue,
+            Some(Shown::Always(words)) => words,
+            Some(Shown::Unless(words, off)) if number != Some(off) => words,
+            Some(Shown::SecondConv(words)) if config.model.numconvlayer >= 2 => words,
+            Some(_) => continue,
+        };
+        let text = match value {
+            Value::Bool(_) => String::new(),
+            Value::Number(_) if matches!(flag.kind, Kind::Float { .. }) => {
+                short_number(number.unwrap_or(f64::NAN))
+            }
+            _ => flag.text(value),
+        };
+        parts.push([words, &text].join(" ").trim().to_string());
+    }
+    if family == ModelFamily::Gabor {
+        parts.push(format!(
+            "{} features · ridge per neuron",
+            config.model.gabor.n_features()
+        ));
+    }
+    parts.join(" · ")
+}
+
+/// Four significant digits: 2/3 reads 0.6667, and 0.0002 stays 0.0002.
+fn short_number(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return x.to_string();
+    }
+    let scale = 10f64.powi(3 - x.abs().log10().floor() as i32);
+    ((x * scale).round() / scale).to_string()
 }
 
 /// Sets one flag from its text; refuses bad text, an out-of-range value or an unknown name.

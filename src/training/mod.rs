@@ -194,73 +194,10 @@ impl TrainingConfig {
         Ok(())
     }
 
-    /// Every setting that matters for this model, on one line (the runs panel, the plots).
+    /// Every setting that matters for this model, on one line (the runs panel, the plots):
+    /// written from the flag table ([`crate::config::flags::summary`]).
     pub fn summary(&self) -> String {
-        let m = &self.model;
-        let frac = |x: f64| format!("{}", (x * 1000.0).round() / 1000.0);
-        let split = format!(
-            "train {} / early stop {} · seed {}",
-            frac(self.trainingset_frac),
-            frac(self.earlystop_frac),
-            self.seed
-        );
-        if m.family == ModelFamily::Gabor {
-            let g = &m.gabor;
-            return format!(
-                "gabor · {} orientations × {} frequencies (λ ≥ {} px) × {}×{} positions = {} \
-                 features · ridge per neuron · {split}",
-                g.orientations,
-                g.frequencies,
-                g.min_wavelength,
-                g.positions,
-                g.positions,
-                g.n_features()
-            );
-        }
-        let optimizer = match self.optimizer {
-            OptimizerKind::Sgd => "sgd",
-            OptimizerKind::Adam => "adam",
-        };
-        let mut parts = vec![
-            m.family.name().to_string(),
-            format!("{optimizer} lr {}", self.learning_rate),
-            format!("{} steps", self.max_steps),
-            format!("batch {}", self.batch_size),
-            format!("eval every {}", self.eval_every),
-            if self.patience > 0 {
-                format!("patience {}", self.patience)
-            } else {
-                String::new()
-            },
-            format!("{:?} loss", self.loss).to_lowercase(),
-        ];
-        if self.weight_decay > 0.0 {
-            parts.push(format!("weight decay {}", self.weight_decay));
-        }
-        if m.family != ModelFamily::Ln {
-            let mut convs = vec![format!(
-                "{}@{} pool {}/{}",
-                m.conv1, m.conv1size, m.nk1, m.nstride1
-            )];
-            for _ in 1..m.numconvlayer {
-                convs.push(format!(
-                    "{}@{} pool {}/{}",
-                    m.conv2, m.conv2size, m.nk2, m.nstride2
-                ));
-            }
-            parts.push(format!("conv {}", convs.join(", ")));
-            parts.push(format!("hidden {} · keep {}", m.hidden1, m.dropout));
-        }
-        parts.push(format!("{:?} output", m.output).to_lowercase());
-        if m.ensemble > 1 {
-            parts.push(format!("ensemble of {}", m.ensemble));
-        }
-        if m.standardise {
-            parts.push("standardised pixels".into());
-        }
-        parts.push(split);
-        parts.retain(|p| !p.is_empty());
-        parts.join(" · ")
+        crate::config::flags::summary(self)
     }
 
     /// Whether the seed evaluates after update `step` (0-based): steps 1, 1 + k·eval_every,

@@ -67,9 +67,9 @@ def test_ln_gabor_and_cnn_train_and_compare_in_the_runs_panel(driver, base_url):
     rows = driver.find_elements(By.CSS_SELECTOR, "#runs-table tr[data-run]")
     assert len(rows) == 3
     settings = [r.find_element(By.CSS_SELECTOR, ".settings").text for r in rows]
-    assert settings[0].startswith("ln ·") and "softplus output" in settings[0], settings
+    assert settings[0].startswith("ln ·") and "output softplus" in settings[0], settings
     assert settings[1].startswith("gabor ·") and "features" in settings[1], settings
-    assert settings[2].startswith("cnn ·") and "conv 4@7" in settings[2], settings
+    assert settings[2].startswith("cnn ·") and "conv1 4 · conv2 8 · size1 7" in settings[2], settings
     shown = [float(r.find_element(By.CSS_SELECTOR, ".mean-r").text) for r in rows]
     assert shown == [ln_r, gabor_r, cnn_r]
     # On the demo data (simulated V1 with complex cells) the Gabor energies beat a linear
