@@ -169,6 +169,18 @@ impl Trainer {
         self.steps_done
     }
 
+    /// Waits until the device has done every update so far (reads one weight back): on
+    /// WebGPU an update only queues work, and a step shown to the user should be a step done.
+    pub async fn wait_for_device(&self) -> Result<(), TrainError> {
+        let weight = self.model.members[0].output.weight.val();
+        weight
+            .slice([0..1, 0..1])
+            .into_data_async()
+            .await
+            .map_err(|e| TrainError::Device(format!("{e:?}")))?;
+        Ok(())
+    }
+
     /// One SGD/Adam update on a random batch; nothing is read back.
     fn update(&mut self) {
         let n_train = self.split.train.len();

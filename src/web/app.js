@@ -1,7 +1,7 @@
 // The page: data, settings, training controls and plots. The work happens in one engine
 // worker for the page's lifetime (worker.js → src/web/engine.rs: datasets, device, runs,
-// saved networks), spoken to in the typed protocol of engine.rs; the inside views in
-// inspector.js (driven by inside.js). This thread reads files, draws and keeps the runs.
+// saved networks, the inside views drawn by inside.js), spoken to in the typed protocol of
+// engine.rs. This thread reads files, draws and keeps the runs.
 import { createInside } from "./inside.js";
 import { compileEngine, startEngine } from "./engine.js";
 import { registerOffline } from "./offline.js";
@@ -36,8 +36,7 @@ async function main() {
   buildModelMenu();
   applyConfig(state.engine.presetConfig("seed"));
   applyUrl();
-  const send = (message) => request({ type: "inside", message });
-  state.inside = createInside({ engine: state.engine, send, $, context: insideContext, save: saveBlob });
+  state.inside = createInside({ engine: state.engine, send: request, $, context: insideContext, save: saveBlob });
   wireControls();
   await listBundledDatasets();
   setupCanvases();
@@ -96,8 +95,13 @@ function onEngineEvent(event) {
     case "networkEvaluated":
     case "evaluationFailed":
       return reply(event.request, event);
-    case "inside":
-      return state.inside.onMessage(event.message);
+    case "insideOpened":
+    case "insideOverview":
+    case "insideProgress":
+    case "insideInverted":
+    case "insideComplete":
+    case "insideFailed":
+      return state.inside.onMessage(event);
     case "protocolError":
       failWaiting(event.error.message);
       return showError("train-error", event.error.message);

@@ -1,5 +1,5 @@
-// Which device a worker computes on: WebGPU when the browser offers it (and it starts), the
-// CPU otherwise, with the reason in words. Shared by the training and the inspector workers.
+// What the engine worker needs to know before it starts: whether the browser offers WebGPU
+// (the engine, engine.rs, then chooses the device for each run and the inside views).
 
 // Which GPU the browser gives us, in words, or why there is none.
 export async function webgpuAdapter() {
@@ -19,27 +19,4 @@ export async function webgpuAdapter() {
   } catch (error) {
     return { ok: false, reason: `WebGPU failed: ${error.message || error}` };
   }
-}
-
-// `preference`: "auto", "wgpu" or "cpu"; `initBackend` is the engine's export.
-export async function chooseBackend(preference, initBackend) {
-  if (preference === "cpu") {
-    return { kind: "cpu", description: await initBackend("cpu"), notice: null };
-  }
-  const adapter = await webgpuAdapter();
-  if (adapter.ok) {
-    try {
-      await initBackend("wgpu");
-      return { kind: "wgpu", description: `GPU via WebGPU: ${adapter.name}`, notice: null };
-    } catch (error) {
-      adapter.reason = String(error);
-    }
-  }
-  if (preference === "wgpu") throw new Error(`WebGPU was requested but is not available: ${adapter.reason}`);
-  return {
-    kind: "cpu",
-    description: await initBackend("cpu"),
-    notice: `WebGPU is not available (${adapter.reason}), so the work runs on the CPU — ` +
-      "slower, but the same network.",
-  };
 }

@@ -41,8 +41,8 @@ export async function loadBundled(name) {
   if (await useDataset(files, name, cellTypes, truthText)) $("dataset-about").textContent = about;
 }
 
-// The engine parses the files once (a copy goes to it; this thread keeps the bytes for the
-// inspector); on error the previous dataset stays.
+// The engine parses the files once (a copy goes to it; this thread keeps the bytes to hand a
+// restarted engine); on error the previous dataset stays.
 export async function useDataset(files, name, cellTypes = [], truthText = null) {
   const id = state.nextId++;
   const copies = files.map(([n, buffer]) => ({ name: n, bytes: new Uint8Array(buffer.slice(0)) }));

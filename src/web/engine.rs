@@ -1,8 +1,10 @@
 //! The engine worker: one per page, for the page's lifetime. It owns the datasets, the device
 //! (WebGPU started once, its kernels compiled once) and the runs, and speaks to the page only
 //! through [`Request`] and [`Event`] — the protocol, typed here and nowhere else. worker.js
-//! passes every message to [`Engine::handle`] and posts every event back, as it is (the
-//! inside views' messages excepted: they go to inspector.js, in the same worker).
+//! passes every message to [`Engine::handle`] and posts every event back, as it is. The
+//! inside views ([`inside`]) run here too, on the same datasets and device as the runs.
+
+mod inside;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -16,6 +18,7 @@ use super::to_js;
 use crate::backend::{self, BackendKind, ComputeDevice};
 use crate::config::ConfigError;
 use crate::data::{self, Dataset, DatasetSummary};
+use crate::explain::{Inverted, Overview};
 use crate::results::{self, ExportFile, NetworkInfo, SavedNetwork};
 use crate::training::ridge::fit_gabor_ridge;
 use crate::training::{Progress, TrainError, Trainer, TrainingConfig, TrainingReport};
@@ -63,6 +66,22 @@ pub enum Request {
         dataset: u32,
         file: NamedBytes,
     },
+    /// Look inside a saved network on a loaded dataset (the views of `token`, which every
+    /// answer carries); `focus`: a neuron whose images come first. Replaces open views.
+    OpenInside {
+        token: u32,
+        dataset: u32,
+        network: NamedBytes,
+        backend: String,
+        truth: Option<String>,
+        focus: Option<usize>,
+    },
+    /// The user picked this neuron: its images next.
+    FocusInside {
+        token: u32,
+        neuron: usize,
+    },
+    CloseInside,
 }
 
 #[derive(Deserialize)]
@@ -139,6 +158,43 @@ pub enum Event {
     },
     EvaluationFailed {
         request: u32,
+        error: EngineError,
+    },
+    /// The views' network is open on `backend`; `notice` when the choice was a fallback.
+    InsideOpened {
+        token: u32,
+        backend: BackendKind,
+        description: String,
+        notice: Option<String>,
+    },
+    /// Filters, predictions, receptive fields, STAs, top stimuli (`ms` since the open).
+    InsideOverview {
+        token: u32,
+        overview: Overview,
+        ms: f64,
+    },
+    /// A slice of the inversion of `neurons`; `done` of `total` neurons have their images.
+    InsideProgress {
+        token: u32,
+        neurons: Vec<usize>,
+        steps_done: usize,
+        done: usize,
+        total: usize,
+    },
+    InsideInverted {
+        token: u32,
+        results: Vec<Inverted>,
+        ms: f64,
+        done: usize,
+        total: usize,
+    },
+    /// Every neuron has its images.
+    InsideComplete {
+        token: u32,
+        ms: f64,
+    },
+    InsideFailed {
+        token: u32,
         error: EngineError,
     },
     /// A message that is not a request (a bug in the page, not the user's doing).
@@ -235,6 +291,8 @@ struct EngineState {
     adapter: Result<String, String>,
     datasets: RefCell<HashMap<u32, Dataset>>,
     runs: RefCell<HashMap<u32, Rc<Control>>>,
+    /// The open inside views, if any.
+    inside: RefCell<Option<Rc<inside::InsideSession>>>,
 }
 
 /// The engine as worker.js holds it.
@@ -267,6 +325,7 @@ impl Engine {
             adapter,
             datasets: RefCell::default(),
             runs: RefCell::default(),
+            inside: RefCell::default(),
         });
         state.send(&Event::Ready {
             webgpu: state.adapter.is_ok(),
@@ -339,6 +398,31 @@ impl EngineState {
                     Err(error) => self.send(&Event::EvaluationFailed { request, error }),
                 }
             }),
+            Request::OpenInside {
+                token,
+                dataset,
+                network,
+                backend,
+                truth,
+                focus,
+            } => self.open_inside(inside::OpenInside {
+                token,
+                dataset,
+                network,
+                backend,
+                truth,
+                focus,
+            }),
+            Request::FocusInside { token, neuron } => {
+                if let Some(session) = self.inside_session() {
+                    session.focus(token, neuron);
+                }
+            }
+            Request::CloseInside => {
+                if let Some(session) = self.inside.take() {
+                    session.close();
+                }
+            }
         }
     }
 
@@ -461,6 +545,7 @@ impl EngineState {
         const TARGET_SLICE_MS: f64 = 150.0;
         let mut paused_ms = 0.0;
         let mut slice = 1usize;
+        let mut first_slice = true;
         let mut last_report_at = f64::NEG_INFINITY;
         loop {
             if control.paused.get() && !control.stopped.get() {
@@ -479,6 +564,11 @@ impl EngineState {
             }
             let t0 = now_ms();
             let progress = trainer.advance(slice).await?;
+            if first_slice {
+                // The run's first step is shown once the device has really done it.
+                trainer.wait_for_device().await?;
+                first_slice = false;
+            }
             let took = now_ms() - t0;
             if progress.evaluation.is_none() {
                 let scaled = (slice as f64 * TARGET_SLICE_MS / took.max(1.0)).round();

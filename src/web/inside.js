@@ -1,13 +1,13 @@
-// "Inside the network" (section 5): the page's side of the inspector (inspector.js, in the
-// engine worker). It asks the inspector to open the shown run's network on the loaded data, then draws what
-// comes back: the first-layer filters, and per neuron its preferred and most suppressive
-// image, receptive field, spike-triggered average, predictions and top stimuli.
+// "Inside the network" (section 5): the page's side of the inside views, which the engine
+// computes (engine/inside.rs). It asks the engine to open the shown run's network on the loaded
+// data, then draws what comes back: the first-layer filters, and per neuron its preferred and
+// most suppressive image, receptive field, spike-triggered average, predictions and top stimuli.
 
 const DIRECTIONS = ["excite", "suppress"];
 
-// `engine`: the wasm bindings (drawing); `send(message)`: to the inspector, whose answers
-// come back to the returned `onMessage`; `context()`: what the shown run needs, or why it
-// cannot be opened; `save(blob, name)`: a download.
+// `engine`: the wasm bindings (drawing); `send(request, transfer)`: to the engine, whose inside*
+// events come back to the returned `onMessage`; `context()`: what the shown run needs (its network
+// read on demand by `loadNetwork()`), or why it cannot be opened; `save(blob, name)`: a download.
 export function createInside({ engine, send, $, context, save }) {
   const s = {
     token: 0,
@@ -17,6 +17,8 @@ export function createInside({ engine, send, $, context, save }) {
     opened: null, // the context the views show
     openedAt: 0,
     focusAt: null, // when the shown neuron was asked for, until its images arrive
+    reading: false, // opened, its network still being read from the browser's store
+    first: undefined, // the neuron whose images come first, asked for while reading
   };
 
   function setStatus(text) {
@@ -38,9 +40,10 @@ export function createInside({ engine, send, $, context, save }) {
   }
 
   function close() {
-    if (s.opened) send({ type: "close" });
+    if (s.opened) send({ type: "closeInside" });
     s.token += 1;
     s.opened = null;
+    s.reading = false;
     s.overview = null;
     s.results.clear();
     $("inside-views").hidden = true;
@@ -50,37 +53,53 @@ export function createInside({ engine, send, $, context, save }) {
   }
 
   // `focusNeuron`: a neuron clicked before the views were open, whose images come first.
-  function open(focusNeuron) {
+  async function open(focusNeuron) {
     const ctx = context();
     if (!ctx.ok) return setStatus(ctx.why);
     close();
+    const token = s.token;
     s.opened = ctx;
     s.openedAt = performance.now();
     s.neuron = Math.min(s.neuron, ctx.nNeurons - 1);
+    s.reading = true;
+    s.first = Number.isInteger(focusNeuron) ? focusNeuron : undefined;
+    if (s.first !== undefined) s.focusAt = performance.now();
     $("inside-button").disabled = true;
     document.body.dataset.inside = "opening";
     setStatus("Opening the network…");
+    // The run's network is read from the browser's store only now (runs do not hold it).
+    let network;
+    try {
+      network = await ctx.loadNetwork();
+    } catch (error) {
+      const message = `The network could not be read: ${error.message || error}`;
+      onMessage({ token, type: "insideFailed", error: { message } });
+      return;
+    }
+    if (token !== s.token) return; // closed, or another run opened, meanwhile
+    s.reading = false;
+    // The engine holds the data already (by id); the network's bytes are a copy, transferred.
+    const bytes = new Uint8Array(network.bytes);
     send({
-      type: "open",
-      token: s.token,
-      files: ctx.files.map(([name, buffer]) => [name, new Uint8Array(buffer.slice(0))]),
-      network: { name: ctx.network.name, bytes: new Uint8Array(ctx.network.bytes) },
-      truth: ctx.truth,
+      type: "openInside",
+      token,
+      dataset: ctx.datasetId,
+      network: { name: network.name, bytes },
+      truth: ctx.truth ?? null,
       backend: ctx.backend,
-      focus: Number.isInteger(focusNeuron) ? focusNeuron : undefined,
-    });
-    if (Number.isInteger(focusNeuron)) s.focusAt = performance.now();
+      focus: s.first ?? null,
+    }, [bytes.buffer]);
   }
 
   function onMessage(msg) {
     if (msg.token !== s.token) return; // an older request's answer
     switch (msg.type) {
-      case "opened":
-        performance.mark("v1p:inside-opened", { detail: { backend: msg.backend.kind } });
-        setStatus(`Computing on ${msg.backend.description}…`);
-        if (msg.backend.notice) showError(msg.backend.notice);
+      case "insideOpened":
+        performance.mark("v1p:inside-opened", { detail: { backend: msg.backend } });
+        setStatus(`Computing on ${msg.description}…`);
+        if (msg.notice) showError(msg.notice);
         break;
-      case "overview":
+      case "insideOverview":
         s.overview = msg.overview;
         fillPickers();
         $("inside-views").hidden = false;
@@ -93,10 +112,10 @@ export function createInside({ engine, send, $, context, save }) {
         setStatus(`Filters, receptive fields and predictions ready (${seconds(msg.ms)}); ` +
           `searching for preferred images…`);
         break;
-      case "progress":
+      case "insideProgress":
         $("inside-progress").value = msg.done / msg.total;
         break;
-      case "inverted":
+      case "insideInverted":
         for (const result of msg.results) s.results.set(`${result.neuron}:${result.direction}`, result);
         $("inside-progress").value = msg.done / msg.total;
         setStatus(`Preferred images: ${msg.done} of ${msg.total} neurons ready.`);
@@ -108,18 +127,18 @@ export function createInside({ engine, send, $, context, save }) {
           drawNeuronTiles();
         }
         break;
-      case "complete":
+      case "insideComplete":
         document.body.dataset.inside = "complete";
         performance.mark("v1p:inside-complete", { detail: { ms: msg.ms } });
         setStatus(`All ${s.overview.n_neurons} neurons' preferred images are ready (${seconds(msg.ms)} in all).`);
         $("inside-progress").value = 1;
         break;
-      case "error": {
+      case "insideFailed": {
         // The views go (their data may be half there); the message stays, and the button
         // can try again.
         close();
         document.body.dataset.inside = "error";
-        showError(msg.message);
+        showError(msg.error.message);
         setStatus("");
         $("inside-button").disabled = !context().ok;
         break;
@@ -324,10 +343,14 @@ export function createInside({ engine, send, $, context, save }) {
       s.neuron = neuron;
       if (!s.opened) {
         open(neuron);
+      } else if (s.reading) {
+        // Not yet sent to the worker: it goes with the open request.
+        s.first = neuron;
+        s.focusAt = performance.now();
       } else {
         // Open but still computing the overview: the worker queues it first.
         s.focusAt = performance.now();
-        send({ type: "focus", token: s.token, neuron });
+        send({ type: "focusInside", token: s.token, neuron });
       }
       return;
     }
@@ -335,7 +358,7 @@ export function createInside({ engine, send, $, context, save }) {
     const missing = DIRECTIONS.some((d) => !s.results.has(`${neuron}:${d}`));
     if (missing) {
       s.focusAt = performance.now();
-      send({ type: "focus", token: s.token, neuron });
+      send({ type: "focusInside", token: s.token, neuron });
     } else {
       performance.mark("v1p:neuron-view", { detail: { ms: 0 } });
     }
@@ -346,7 +369,7 @@ export function createInside({ engine, send, $, context, save }) {
     const results = [...s.results.values()];
     let files;
     try {
-      files = Array.from(engine.WebExplainer.exportFiles(s.overview, results, s.opened.startedUnix));
+      files = Array.from(engine.exportInsideFiles(s.overview, results, s.opened.startedUnix));
     } catch (error) {
       return showError(`Could not make the files: ${error.message || error}`);
     }
@@ -366,6 +389,6 @@ export function createInside({ engine, send, $, context, save }) {
   $("download-explain").addEventListener("click", download);
 
   // The engine failed under the views: they close with its message.
-  const fail = (message) => s.opened && onMessage({ token: s.token, type: "error", message });
+  const fail = (message) => s.opened && onMessage({ token: s.token, type: "insideFailed", error: { message } });
   return { runChanged, focus, open, onMessage, fail };
 }

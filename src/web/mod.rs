@@ -1,7 +1,7 @@
 //! The browser boundary: what JavaScript calls. The engine worker speaks the typed protocol of
-//! [`engine`]; the page's own thread uses the rest (presets, settings text, plots, exports);
-//! the inspector worker uses [`WebDataset`] and the explainers. Values cross as plain JS
-//! objects through `serde-wasm-bindgen`.
+//! [`engine`] (runs, saved networks, the inside views); the page's own thread uses the rest
+//! (presets, settings text, plots, exports). Values cross as plain JS objects through
+//! `serde-wasm-bindgen`.
 
 mod canvas;
 mod engine;
@@ -10,14 +10,13 @@ mod flags;
 mod plots;
 
 pub use engine::{Engine, Event, Request};
-pub use explain::{WebExplainer, WebInversion};
+pub use explain::export_inside_files;
 
 use js_sys::{Array, Uint8Array};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::backend::{self, BackendKind, ComputeDevice};
-use crate::data::{self, Dataset};
+use crate::backend;
 use crate::model::ModelFamily;
 use crate::results::{self, ExportFile};
 use crate::training::{TrainingConfig, TrainingReport};
@@ -40,67 +39,6 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
 
 fn error(message: impl ToString) -> JsValue {
     JsValue::from_str(&message.to_string())
-}
-
-/// A parsed dataset held on the wasm side, so its pixels cross the boundary once.
-#[wasm_bindgen]
-pub struct WebDataset {
-    inner: Dataset,
-}
-
-#[wasm_bindgen]
-impl WebDataset {
-    /// Parses `.mat` files given as `[name, Uint8Array]` pairs; several files must hold the
-    /// same images. Throws the loader's message (file name first) on bad input.
-    #[wasm_bindgen(constructor)]
-    pub fn new(files: Array) -> Result<WebDataset, JsValue> {
-        let mut contents = Vec::new();
-        for entry in files.iter() {
-            let pair = Array::from(&entry);
-            let name = pair
-                .get(0)
-                .as_string()
-                .ok_or_else(|| error("file name missing"))?;
-            let bytes = Uint8Array::new(&pair.get(1)).to_vec();
-            contents.push((name, bytes));
-        }
-        let inner = data::load_files(contents.iter().map(|(n, b)| (n.as_str(), b.as_slice())))
-            .map_err(error)?;
-        Ok(WebDataset { inner })
-    }
-
-    /// Images, neurons, mean rate, pixel statistics.
-    pub fn summary(&self) -> Result<JsValue, JsValue> {
-        to_js(&self.inner.summary())
-    }
-
-    /// One image's pixels, row-major, for thumbnails.
-    pub fn image(&self, index: usize) -> Result<Vec<f32>, JsValue> {
-        if index >= self.inner.n_images {
-            return Err(error(format!("no image {index}")));
-        }
-        Ok(self.inner.image(index).to_vec())
-    }
-}
-
-/// Initialises a backend ("wgpu" or "cpu") and returns its description. WebGPU must be
-/// started this way before anything is trained on it.
-#[wasm_bindgen(js_name = initBackend)]
-pub async fn init_backend(kind: String) -> Result<String, JsValue> {
-    Ok(device_for(&kind).await?.description)
-}
-
-async fn device_for(kind: &str) -> Result<ComputeDevice, JsValue> {
-    let kind = match kind {
-        "wgpu" | "webgpu" => BackendKind::Wgpu,
-        "cpu" => BackendKind::Cpu,
-        other => {
-            return Err(error(format!(
-                "unknown backend `{other}` (use wgpu or cpu)"
-            )));
-        }
-    };
-    backend::init(kind).await.map_err(error)
 }
 
 /// Files as JS objects `{ name, mime, bytes: Uint8Array }`, ready for a download.

@@ -15,7 +15,7 @@ export const state = {
   worker: null, // the engine worker
   nextId: 1, // ids of datasets, runs and requests in the engine
   replies: new Map(), // id → resolve, for requests the page awaits
-  files: null, // [[name, ArrayBuffer]] of the current dataset (for the inspector)
+  files: null, // [[name, ArrayBuffer]] of the current dataset (for a restarted engine)
   dataset: null, // the engine's dataset: { id, summary, images }
   datasetName: "",
   cellTypes: [], // of the report on show

@@ -1,7 +1,9 @@
 // Finished runs, kept in the browser's IndexedDB with their best network's files, so that a
 // reloaded page still lists, shows, downloads and looks inside them. One record per run (its
 // id made where it ran): two tabs add runs side by side and never overwrite each other's; a
-// BroadcastChannel tells the other tabs to list them again.
+// BroadcastChannel tells the other tabs to list them again. The network's files (about half
+// a megabyte a run) live in a store of their own, read only when a run's network is needed:
+// listing the runs stays light however many are kept.
 
 import { $, awaitReply, el, formatSeconds, hideError, request, saveBlob, showError, state } from "./page.js";
 import { settingsText } from "./form.js";
@@ -9,7 +11,10 @@ import { datasetImage } from "./data.js";
 import { drawCompare, drawPlots, showBest } from "./plots.js";
 
 const DB_NAME = "v1-predictor";
+// 1: runs with their network files inside; 2: the files in NETWORKS, under the run's id.
+const DB_VERSION = 2;
 const STORE = "runs";
+const NETWORKS = "networks";
 const CHANNEL = "v1-predictor.runs";
 // Where earlier versions of the page kept runs (without weights): moved over once.
 const OLD_KEY = "v1-predictor.runs";
@@ -29,10 +34,51 @@ function committed(transaction) {
   });
 }
 
+// A run's record as kept in STORE: the names of its network's files, not their bytes.
+function runRecord(run, networkFiles) {
+  const record = { ...run, networkNames: networkFiles.map((f) => f.name) };
+  delete record.networkFiles;
+  delete record.unkept;
+  return record;
+}
+
+// In the versionchange transaction: it commits whole or not at all, so a run is never left
+// without its network (or kept twice) by an upgrade cut short.
+function upgrade(db, transaction) {
+  const runs = db.objectStoreNames.contains(STORE)
+    ? transaction.objectStore(STORE)
+    : db.createObjectStore(STORE, { keyPath: "id" });
+  const networks = db.objectStoreNames.contains(NETWORKS)
+    ? transaction.objectStore(NETWORKS)
+    : db.createObjectStore(NETWORKS, { keyPath: "id" });
+  // Version 1's records carry their files: moved over (a record without them has none).
+  runs.openCursor().onsuccess = (event) => {
+    const cursor = event.target.result;
+    if (!cursor) return;
+    const run = cursor.value;
+    if (!Array.isArray(run.networkNames)) {
+      const files = Array.isArray(run.networkFiles) ? run.networkFiles.filter((f) => f && f.name) : [];
+      if (files.length > 0) networks.put({ id: run.id, files });
+      cursor.update(runRecord(run, files));
+    }
+    cursor.continue();
+  };
+}
+
 function openDatabase() {
-  const request = indexedDB.open(DB_NAME, 1);
-  request.onupgradeneeded = () => request.result.createObjectStore(STORE, { keyPath: "id" });
-  return promised(request);
+  return new Promise((resolve, reject) => {
+    const request = indexedDB.open(DB_NAME, DB_VERSION);
+    let gaveUp = false;
+    request.onupgradeneeded = () => upgrade(request.result, request.transaction);
+    request.onsuccess = () => (gaveUp ? request.result.close() : resolve(request.result));
+    request.onerror = () => reject(request.error);
+    // A tab of an older page (which does not let go of the store) would hold the page up
+    // until it closes; the upgrade still happens then, for the next visit.
+    request.onblocked = () => {
+      gaveUp = true;
+      reject(new Error("a tab with an older version of this page is open: close it and reload this one"));
+    };
+  });
 }
 
 // `isRun(record)`: whether a stored record is whole (the engine checks reports);
@@ -47,26 +93,38 @@ export async function openRunStore({ isRun, onOtherTab }) {
   }
   const channel = "BroadcastChannel" in globalThis ? new BroadcastChannel(CHANNEL) : null;
   if (channel) channel.onmessage = () => onOtherTab();
-  const transaction = (mode) => db.transaction(STORE, mode);
+  const transaction = (stores, mode) => db.transaction(stores, mode);
   const changed = () => channel && channel.postMessage("changed");
+  // The runs listed last: still listed after a newer page in another tab took the store.
+  let listed = [];
 
   const store = {
     unavailable,
-    // Every whole run, oldest first.
+    // Every whole run, oldest first, without its network's bytes (`networkNames` says which).
     async list() {
-      if (!db) return [];
-      const records = await promised(transaction("readonly").objectStore(STORE).getAll());
+      if (!db) return listed;
+      const records = await promised(transaction(STORE, "readonly").objectStore(STORE).getAll());
       // In the order they were kept (runs of older pages: by their start).
       const kept = (run) => run.addedAt || run.startedUnix * 1000;
-      return records.filter(isRun).map((run) => ({ networkFiles: [], ...run }))
+      listed = records.filter(isRun).map((run) => ({ networkNames: [], ...run }))
         .sort((a, b) => kept(a) - kept(b));
+      return listed.map((run) => ({ ...run }));
     },
+    // A kept run's network files ([] when it has none).
+    async network(id) {
+      if (!db) throw new Error(store.unavailable);
+      const record = await promised(transaction(NETWORKS, "readonly").objectStore(NETWORKS).get(id));
+      return record ? record.files : [];
+    },
+    // The run and its network in one transaction: kept together or not at all.
     // Throws a message in words when the browser's storage is full.
-    async put(run) {
-      if (!db) throw new Error(unavailable);
+    async put(run, networkFiles = []) {
+      if (!db) throw new Error(store.unavailable);
       try {
-        const tx = transaction("readwrite");
-        tx.objectStore(STORE).put(run);
+        const tx = transaction([STORE, NETWORKS], "readwrite");
+        tx.objectStore(STORE).put(runRecord(run, networkFiles));
+        if (networkFiles.length > 0) tx.objectStore(NETWORKS).put({ id: run.id, files: networkFiles });
+        else tx.objectStore(NETWORKS).delete(run.id);
         await committed(tx);
       } catch (error) {
         if (error && error.name === "QuotaExceededError") {
@@ -79,12 +137,22 @@ export async function openRunStore({ isRun, onOtherTab }) {
     },
     async clear() {
       if (!db) return;
-      const tx = transaction("readwrite");
+      const tx = transaction([STORE, NETWORKS], "readwrite");
       tx.objectStore(STORE).clear();
+      tx.objectStore(NETWORKS).clear();
       await committed(tx);
+      listed = [];
       changed();
     },
   };
+  // A newer page in another tab upgrades the store: this one lets go rather than hold it up.
+  if (db) {
+    db.onversionchange = () => {
+      db.close();
+      db = null;
+      store.unavailable = "A newer version of this page opened in another tab: reload this one to keep its runs.";
+    };
+  }
   await moveOldRuns(store, isRun);
   return store;
 }
@@ -100,7 +168,7 @@ async function moveOldRuns(store, isRun) {
   // Forgotten only once every run is kept (they had no network files then).
   try {
     for (const run of old.filter((r) => r && typeof r.id === "string" && isRun(r))) {
-      await store.put({ ...run, networkFiles: [] });
+      await store.put(run, []);
     }
     localStorage.removeItem(OLD_KEY);
   } catch {
@@ -131,13 +199,16 @@ export async function refreshRuns() {
 
 // Numbered after every run kept so far (other tabs' too), and kept with its network.
 export async function addRun(run, networkFiles = []) {
+  const files = Array.from(networkFiles);
   run.id = `${run.startedUnix}-${Math.random().toString(36).slice(2, 10)}`;
   run.addedAt = Date.now();
-  run.networkFiles = Array.from(networkFiles);
+  run.networkNames = files.map((f) => f.name);
   try {
-    await state.store.put(run);
+    await state.store.put(run, files);
   } catch (error) {
+    // Not kept: its network stays with it in memory, until the page closes.
     run.unkept = true;
+    run.networkFiles = files;
     state.runs.push(run);
     showError("runs-error", error.message || String(error));
   }
@@ -147,6 +218,14 @@ export async function addRun(run, networkFiles = []) {
 
 export function findRun(id) {
   return state.runs.find((r) => r.id === id);
+}
+
+// A run's network file by name, read from the store when asked (a kept run's bytes are not
+// held in memory); null when the run has no such file.
+async function networkFile(run, name) {
+  if (!run.networkNames.includes(name)) return null;
+  const files = run.networkFiles || await state.store.network(run.id);
+  return files.find((f) => f.name === name) || null;
 }
 
 // Puts a run's plots, figures and downloads on the page.
@@ -159,7 +238,7 @@ export function showRun(id) {
   drawPlots();
   showBest(run.kind === "loaded" ? `Run ${run.number}, loaded from ${run.fileName}` : `Run ${run.number}, ` +
     `best network`, run.report.best);
-  const hasNetwork = run.networkFiles.length > 0;
+  const hasNetwork = run.networkNames.length > 0;
   for (const button of document.querySelectorAll("#downloads button[data-file]")) {
     button.disabled = button.dataset.file.startsWith("network") && !hasNetwork;
   }
@@ -181,7 +260,7 @@ export function insideContext() {
     return { ok: false, why: `Run ${run.number} is the Gabor ridge model: its filters are fixed edge detectors, ` +
       `not learned, so there is no network to look inside.` };
   }
-  const bpk = run.networkFiles.find((f) => f.name.endsWith(".bpk"));
+  const bpk = run.networkNames.find((name) => name.endsWith(".bpk"));
   if (!bpk) {
     return { ok: false, why: `Run ${run.number} came without its network: load its .bpk file to look inside.` };
   }
@@ -198,15 +277,20 @@ export function insideContext() {
     datasetName: state.datasetName,
     nNeurons: run.report.best.r.length,
     startedUnix: run.startedUnix,
-    files: state.files,
-    network: bpk,
+    datasetId: state.dataset.id,
+    // Resolves with the .bpk file ({ name, bytes }); throws when the store cannot give it.
+    loadNetwork: async () => {
+      const file = await networkFile(run, bpk);
+      if (!file) throw new Error(`run ${run.number}'s network is no longer kept in this browser`);
+      return file;
+    },
     truth: state.datasetTruth,
     backend: $("backend-select").value,
     image: datasetImage,
   };
 }
 
-export function download(button) {
+export async function download(button) {
   const run = findRun(state.shownRunId);
   if (!run) return;
   hideError("runs-error");
@@ -216,16 +300,18 @@ export function download(button) {
     return;
   }
   const [prefix, ext] = button.dataset.file.split(":");
-  let files;
-  try {
-    files = prefix.startsWith("network")
-      ? run.networkFiles
-      : Array.from(state.engine.exportReport(run.report, run.startedUnix, run.sources || [], run.cellTypes || []));
-  } catch (error) {
-    return showError("runs-error", `Could not make the file: ${error.message || error}`);
-  }
   // `network_` also starts `network_manualsave_`: the tag must follow the prefix directly.
-  const file = files.find((f) => f.name === `${prefix}${run.startedUnix}.${ext}`);
+  const name = `${prefix}${run.startedUnix}.${ext}`;
+  let file;
+  try {
+    file = prefix.startsWith("network")
+      ? await networkFile(run, name)
+      : Array.from(state.engine.exportReport(run.report, run.startedUnix, run.sources || [], run.cellTypes || []))
+        .find((f) => f.name === name);
+  } catch (error) {
+    const what = prefix.startsWith("network") ? "read the network from the browser's storage" : "make the file";
+    return showError("runs-error", `Could not ${what}: ${error.message || error}`);
+  }
   if (!file) return showError("runs-error", `This run has no ${prefix}….${ext} file.`);
   saveBlob(new Blob([file.bytes], { type: file.mime }), file.name);
 }

@@ -1,9 +1,7 @@
-// The engine worker: one for the page's lifetime. It owns the datasets, the device and the
-// runs (src/web/engine.rs), and the inside views (inspector.js); this file only passes the
-// page's requests to them and their events back. The protocol (Request, Event) is typed in
-// Rust and nowhere else; the inspector's messages ride in it as `{ type: "inside", message }`.
+// The engine worker: one for the page's lifetime. It owns the datasets, the device, the runs
+// and the inside views (src/web/engine.rs); this file only passes the page's requests to it
+// and its events back. The protocol (Request, Event) is typed in Rust and nowhere else.
 import { Engine } from "./v1-predictor.js";
-import { inspect } from "./inspector.js";
 import { webgpuAdapter } from "./compute.js";
 import { engineFromPage } from "./engine.js";
 
@@ -14,15 +12,9 @@ let engine = null;
 
 self.onmessage = (event) => {
   if (loader.accept(event.data)) return;
-  if (engine) route(event.data);
+  if (engine) engine.handle(event.data);
   else waiting.push(event.data);
 };
-
-function route(message) {
-  const answer = (message) => self.postMessage({ type: "inside", message });
-  if (message.type === "inside") inspect(message.message, answer);
-  else engine.handle(message);
-}
 
 async function start() {
   await loader.ready;
@@ -31,7 +23,7 @@ async function start() {
   const late = new Promise((resolve) => setTimeout(() => resolve(silent), 10_000));
   const adapter = await Promise.race([webgpuAdapter(), late]);
   engine = new Engine((message, transfer) => self.postMessage(message, transfer), adapter);
-  for (const request of waiting.splice(0)) route(request);
+  for (const request of waiting.splice(0)) engine.handle(request);
 }
 
 start().catch((error) => {

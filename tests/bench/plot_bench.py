@@ -21,7 +21,7 @@ const done = arguments[arguments.length - 1];
 // Where the page keeps its runs: IndexedDB now, localStorage in builds before issue 9's.
 const stored = JSON.parse(localStorage.getItem('v1-predictor.runs') || 'null');
 const report = stored ? stored.slice(-1)[0].report : await new Promise((resolve) => {
-  const open = indexedDB.open('v1-predictor', 1);
+  const open = indexedDB.open('v1-predictor');
   open.onsuccess = () => {
     const all = open.result.transaction('runs').objectStore('runs').getAll();
     all.onsuccess = () => resolve(all.result.sort((a, b) => a.startedUnix - b.startedUnix).pop().report);

@@ -172,21 +172,34 @@ def mark(driver, name):
 
 
 def stored_runs(driver):
-    """The runs the page keeps in IndexedDB: id, number, start tag and network file names."""
+    """The runs the page keeps in IndexedDB: id, number, start tag, the names of the network files
+    kept for it in the "networks" store (`files`) and the names its record lists (`names`), and
+    whether its record in "runs" holds bytes itself (`bytes`: it should not, listing stays light)."""
     return driver.execute_async_script("""const done = arguments[arguments.length - 1];
-        const open = indexedDB.open('v1-predictor', 1);
-        open.onupgradeneeded = () => open.result.createObjectStore('runs', { keyPath: 'id' });
+        const open = indexedDB.open('v1-predictor');
         open.onsuccess = () => {
-          const all = open.result.transaction('runs').objectStore('runs').getAll();
-          all.onsuccess = () => { open.result.close(); done(all.result.map((r) => ({ id: r.id, number: r.number,
-            startedUnix: r.startedUnix, files: (r.networkFiles || []).map((f) => f.name) }))); };
+          const db = open.result;
+          const stores = [...db.objectStoreNames].filter((n) => n === 'runs' || n === 'networks');
+          if (!stores.includes('runs')) { db.close(); return done([]); }
+          const tx = db.transaction(stores);
+          const runs = tx.objectStore('runs').getAll();
+          const networks = stores.includes('networks') ? tx.objectStore('networks').getAll() : { result: [] };
+          tx.oncomplete = () => {
+            db.close();
+            const kept = new Map(networks.result.map((n) => [n.id, n.files]));
+            const bytes = (v) => v instanceof Uint8Array || v instanceof ArrayBuffer
+              || (v !== null && typeof v === 'object' && Object.values(v).some(bytes));
+            done(runs.result.map((r) => ({ id: r.id, number: r.number, startedUnix: r.startedUnix,
+              files: (kept.get(r.id) || []).map((f) => f.name), names: r.networkNames || [],
+              bytes: 'networkFiles' in r || bytes(r) })));
+          };
         };""")
 
 
 def store_junk_run(driver):
     """A malformed record, as an older page or a hand edit could leave."""
     driver.execute_async_script("""const done = arguments[arguments.length - 1];
-        const open = indexedDB.open('v1-predictor', 1);
+        const open = indexedDB.open('v1-predictor');
         open.onsuccess = () => {
           const tx = open.result.transaction('runs', 'readwrite');
           tx.objectStore('runs').put({ id: 'junk', number: 9, report: { best: {} } });
@@ -239,7 +252,11 @@ def test_saved_network_reloads_runs_persist_compare_and_clear(driver, base_url):
     driver.find_element(By.ID, "train-button").click()
     assert wait_state(driver, {"finished", "error"}, 300) == "finished"
     trained_r = driver.find_element(By.ID, "mean-r").text
-    tag = stored_runs(driver)[0]["startedUnix"]
+    [run] = stored_runs(driver)
+    tag = run["startedUnix"]
+    # The network's files are kept beside the run's record, not in it.
+    assert sorted(run["files"]) == sorted(run["names"]) == [f"network_{tag}.bpk", f"network_manualsave_{tag}.npz"]
+    assert not run["bytes"]
     driver.find_element(By.ID, "download-network-bpk").click()
     network = wait_download(driver, f"network_{tag}.bpk")
 
