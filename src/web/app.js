@@ -160,7 +160,6 @@ function onRunEvent(event) {
       live.report = event.report;
       live.backend = event.description;
       $("backend-status").textContent = `Computing on: ${event.description}`;
-      document.body.dataset.backend = event.backend;
       if (event.notice) showNotice(event.notice);
       if (!state.shownRunId) {
         state.report = event.report;

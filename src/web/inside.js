@@ -49,7 +49,6 @@ export function createInside({ engine, send, $, context, save }) {
     $("inside-views").hidden = true;
     $("inside-progress").hidden = true;
     showError("");
-    delete document.body.dataset.inside;
   }
 
   // `focusNeuron`: a neuron clicked before the views were open, whose images come first.
@@ -65,7 +64,6 @@ export function createInside({ engine, send, $, context, save }) {
     s.first = Number.isInteger(focusNeuron) ? focusNeuron : undefined;
     if (s.first !== undefined) s.focusAt = performance.now();
     $("inside-button").disabled = true;
-    document.body.dataset.inside = "opening";
     setStatus("Opening the network…");
     // The run's network is read from the browser's store only now (runs do not hold it).
     let network;
@@ -108,7 +106,6 @@ export function createInside({ engine, send, $, context, save }) {
         drawFilters();
         showNeuron(s.neuron);
         showStimulus(Number($("stimulus-select").value));
-        document.body.dataset.inside = "overview";
         setStatus(`Filters, receptive fields and predictions ready (${seconds(msg.ms)}); ` +
           `searching for preferred images…`);
         break;
@@ -128,7 +125,6 @@ export function createInside({ engine, send, $, context, save }) {
         }
         break;
       case "insideComplete":
-        document.body.dataset.inside = "complete";
         performance.mark("v1p:inside-complete", { detail: { ms: msg.ms } });
         setStatus(`All ${s.overview.n_neurons} neurons' preferred images are ready (${seconds(msg.ms)} in all).`);
         $("inside-progress").value = 1;
@@ -137,7 +133,6 @@ export function createInside({ engine, send, $, context, save }) {
         // The views go (their data may be half there); the message stays, and the button
         // can try again.
         close();
-        document.body.dataset.inside = "error";
         showError(msg.error.message);
         setStatus("");
         $("inside-button").disabled = !context().ok;
@@ -314,7 +309,6 @@ export function createInside({ engine, send, $, context, save }) {
       $("tile-truth").setAttribute("aria-label", `True filter of neuron ${neuron + 1}, ` +
         `a ${truth.cell_type} cell in the simulation`);
     }
-    document.body.dataset.neuron = String(neuron);
   }
 
   function showStimulus(image) {

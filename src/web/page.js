@@ -1,10 +1,10 @@
 // What every part of the page shares: its state, the DOM helpers, and the engine worker's
 // request / reply (the worker itself is started by app.js).
 //
-// The page shows where it stands on <body>: `data-ready`, `data-state` (idle, running,
-// paused, finished, stopped, error), `data-backend`, `data-inside`, `data-neuron` — what the
-// style sheet dims and highlights by, and what a test waits for. Timings go to the browser's
-// performance timeline (`v1p:ready`, `v1p:run-finished`, …), as any page's instrumentation.
+// The page shows where it stands on <body>: `data-ready` and `data-state` (idle, running,
+// paused, finished, stopped, error), what the style sheet dims and highlights by. Timings go
+// to the browser's performance timeline (`v1p:ready`, `v1p:run-finished`, …), as any page's
+// instrumentation.
 
 export const $ = (id) => document.getElementById(id);
 // Read before anything rewrites the address bar.

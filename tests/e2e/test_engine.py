@@ -4,7 +4,7 @@ and a class's exported records import into the runs panel to compare."""
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from test_page import SMALL, open_page, stored_runs, upload, wait_download, wait_state
+from test_page import SMALL, open_page, stored_runs, upload, wait_download, wait_inside, wait_state
 
 # Every change of the progress line, time-stamped from the click on.
 WATCH = """window.__steps = []; window.__t0 = null;
@@ -207,9 +207,7 @@ def test_runs_kept_by_the_first_store_version_are_moved_over(driver, base_url):
     driver.find_element(By.ID, "download-network-bpk").click()
     assert wait_download(driver, f"network_{tag}.bpk").read_bytes() == network.with_suffix(".first").read_bytes()
     driver.find_element(By.ID, "inside-button").click()
-    WebDriverWait(driver, 300).until(
-        lambda d: d.execute_script("return document.body.dataset.inside") in ("overview", "complete", "error"))
-    assert driver.execute_script("return document.body.dataset.inside") != "error", \
+    assert wait_inside(driver, ("overview", "complete", "error"), 300) != "error", \
         driver.find_element(By.ID, "inside-error").text
 
     # Clearing empties both stores.

@@ -10,7 +10,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from test_page import ARTIFACTS, SMALL, canvas_has_drawing, mark, open_page, stored_runs, wait_download, wait_state
+from test_page import (ARTIFACTS, SMALL, canvas_has_drawing, mark, open_page, stored_runs, wait_download, wait_inside,
+                       wait_state)
 
 
 def train_and_open(driver, base_url, backend, steps):
@@ -20,9 +21,7 @@ def train_and_open(driver, base_url, backend, steps):
     button = driver.find_element(By.ID, "inside-button")
     assert button.is_enabled()
     button.click()
-    WebDriverWait(driver, 600).until(
-        lambda d: d.execute_script("return document.body.dataset.inside") in ("overview", "complete", "error"))
-    assert driver.execute_script("return document.body.dataset.inside") != "error", \
+    assert wait_inside(driver, ("overview", "complete", "error"), 600) != "error", \
         driver.find_element(By.ID, "inside-error").text
 
 
@@ -81,7 +80,7 @@ def test_inside_views_on_the_cpu_reveal_every_neuron(driver, base_url):
     time.sleep(1)
     driver.execute_script("arguments[0].scrollIntoView()", button)
     button.send_keys(Keys.ENTER)
-    WebDriverWait(driver, 10).until(lambda d: d.execute_script("return document.body.dataset.neuron") == "4")
+    WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "neuron-select").get_attribute("value") == "4")
     assert driver.switch_to.active_element.get_attribute("id") == "neuron-select"
 
     # A click on a bar in the right part of the Pearson plot opens a neuron there (bars are in
@@ -89,11 +88,11 @@ def test_inside_views_on_the_cpu_reveal_every_neuron(driver, base_url):
     canvas = driver.find_element(By.ID, "pearson-canvas")
     time.sleep(1)  # the previous step's smooth scroll ends
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
-    before = driver.execute_script("return document.body.dataset.neuron")
+    before = driver.find_element(By.ID, "neuron-select").get_attribute("value")
     clicked = time.time()
     ActionChains(driver).move_to_element_with_offset(canvas, int(canvas.size["width"] * 0.3), 0).click().perform()
-    WebDriverWait(driver, 10).until(lambda d: d.execute_script("return document.body.dataset.neuron") != before)
-    neuron = int(driver.execute_script("return document.body.dataset.neuron"))
+    WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "neuron-select").get_attribute("value") != before)
+    neuron = int(driver.find_element(By.ID, "neuron-select").get_attribute("value"))
     assert 20 <= neuron < 40, neuron
     assert Select(driver.find_element(By.ID, "neuron-select")).first_selected_option.get_attribute("value") == str(neuron)
     WebDriverWait(driver, 120).until(lambda d: "rate" in d.find_element(By.ID, "preferred-text").text)
@@ -102,7 +101,7 @@ def test_inside_views_on_the_cpu_reveal_every_neuron(driver, base_url):
     assert tile_drawn(driver, "tile-preferred") > 100
     assert tile_drawn(driver, "tile-suppressive") > 100
 
-    WebDriverWait(driver, 600).until(lambda d: d.execute_script("return document.body.dataset.inside") == "complete")
+    wait_inside(driver, ("complete",), 600)
     print(f"all preferred images in {mark(driver, 'inside-complete')[1]['ms']:.0f} ms")
     rate, best_data, agreement = preferred_figures(driver)
     assert -1 <= agreement <= 1
@@ -132,7 +131,7 @@ def test_inside_views_on_webgpu(driver, base_url):
     # A neuron from the end of the queue (inverted 8 at a time) jumps it, on the GPU: its
     # images come while most neurons' are still waiting.
     Select(driver.find_element(By.ID, "neuron-select")).select_by_value("33")
-    assert driver.execute_script("return document.body.dataset.neuron") == "33"
+    assert driver.find_element(By.ID, "neuron-select").get_attribute("value") == "33"
     WebDriverWait(driver, 900).until(lambda d: "rate" in d.find_element(By.ID, "preferred-text").text)
     print(f"WebGPU (SwiftShader): neuron 34's views after {mark(driver, 'neuron-view')[1]['ms']:.0f} ms")
     assert float(driver.find_element(By.ID, "inside-progress").get_attribute("value")) < 1

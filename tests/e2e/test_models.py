@@ -3,7 +3,7 @@ LN, the Gabor ridge and the CNN train on the same split and compare in the runs 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from test_page import SMALL, open_page, wait_state
+from test_page import SMALL, open_page, wait_inside, wait_state
 
 
 def train_and_read_r(driver):
@@ -48,9 +48,7 @@ def test_ln_gabor_and_cnn_train_and_compare_in_the_runs_panel(driver, base_url):
     ln_r = train_and_read_r(driver)
     # Inside the LN model: its filters are the neurons' receptive fields, one per neuron.
     driver.find_element(By.ID, "inside-button").click()
-    WebDriverWait(driver, 300).until(
-        lambda d: d.execute_script("return document.body.dataset.inside") in ("overview", "complete", "error"))
-    assert driver.execute_script("return document.body.dataset.inside") != "error", \
+    assert wait_inside(driver, ("overview", "complete", "error"), 300) != "error", \
         driver.find_element(By.ID, "inside-error").text
     assert "receptive field" in driver.find_element(By.ID, "filters-caption").text
     assert driver.find_element(By.ID, "filters-canvas").get_attribute("aria-label").startswith("The 40 LN model's filters")

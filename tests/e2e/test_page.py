@@ -31,6 +31,28 @@ def open_page(driver, base_url, **params):
     WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "dataset-summary").text)
 
 
+def inside_state(driver):
+    """What section 5 shows: "error" (its message), "complete" (every neuron's images),
+    "overview" (the views), or None while it opens."""
+    return driver.execute_script("""
+      const shown = (id) => !document.getElementById(id).hidden;
+      if (shown('inside-error') && !shown('inside-views')) return 'error';
+      if (!shown('inside-views')) return null;
+      const status = document.getElementById('inside-status').textContent;
+      return /^All \\d+ neurons' preferred images are ready/.test(status) ? 'complete' : 'overview';""")
+
+
+def wait_inside(driver, states, timeout):
+    WebDriverWait(driver, timeout).until(lambda d: inside_state(d) in states)
+    return inside_state(driver)
+
+
+def computed_on(driver):
+    """The device the page says the run computed on: "wgpu" or "cpu"."""
+    text = driver.find_element(By.ID, "backend-status").text
+    return "wgpu" if "WebGPU" in text else "cpu" if "CPU" in text else text
+
+
 def wait_state(driver, states, timeout):
     WebDriverWait(driver, timeout).until(
         lambda d: d.execute_script("return document.body.dataset.state") in states,
@@ -67,7 +89,7 @@ def test_short_webgpu_run_draws_both_plots_and_reports_mean_r(driver, base_url):
     open_page(driver, base_url, max_steps="12", backend="wgpu", **SMALL)
     driver.find_element(By.ID, "train-button").click()
     assert wait_state(driver, {"finished", "error"}, 600) == "finished"
-    assert driver.execute_script("return document.body.dataset.backend") == "wgpu"
+    assert computed_on(driver) == "wgpu"
     assert "WebGPU" in driver.find_element(By.ID, "backend-status").text
     mean_r = float(driver.find_element(By.ID, "mean-r").text)
     assert -1.0 <= mean_r <= 1.0
@@ -90,7 +112,7 @@ def test_real_session_uploads_and_trains_on_the_cpu(driver, base_url):
     assert "36" in driver.find_element(By.ID, "dataset-summary").text
     driver.find_element(By.ID, "train-button").click()
     assert wait_state(driver, {"finished", "error"}, 300) == "finished"
-    assert driver.execute_script("return document.body.dataset.backend") == "cpu"
+    assert computed_on(driver) == "cpu"
     assert len(driver.find_elements(By.CSS_SELECTOR, "#neuron-table tr")) == 37
 
 
@@ -229,7 +251,7 @@ def test_webgpu_run_downloads_every_file_and_numpy_reads_them(driver, base_url):
     open_page(driver, base_url, max_steps="10", backend="wgpu", **SMALL)
     driver.find_element(By.ID, "train-button").click()
     assert wait_state(driver, {"finished", "error"}, 600) == "finished"
-    assert driver.execute_script("return document.body.dataset.backend") == "wgpu"
+    assert computed_on(driver) == "wgpu"
     assert driver.find_element(By.ID, "downloads").is_displayed()
     tag = stored_runs(driver)[0]["startedUnix"]
     files = {}
