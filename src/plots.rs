@@ -373,20 +373,6 @@ pub fn training_pngs(
     Ok(files)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::neuron_label;
-
-    #[test]
-    fn bar_labels_name_the_slot_neuron_from_one_on_every_kth_slot() {
-        let order = [2, 0, 1, 3];
-        let labels: Vec<String> = (0..5)
-            .map(|slot| neuron_label(&order, 2, slot as f64 + 0.5))
-            .collect();
-        assert_eq!(labels, ["3", "", "2", "", ""]);
-    }
-}
-
 /// About as many characters as the progress plot's caption fits on one line.
 const SUMMARY_LINE_CHARS: usize = 90;
 
@@ -407,8 +393,17 @@ fn wrap_at_dots(text: &str, width: usize) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod summary_tests {
-    use super::wrap_at_dots;
+mod tests {
+    use super::{neuron_label, wrap_at_dots};
+
+    #[test]
+    fn bar_labels_name_the_slot_neuron_from_one_on_every_kth_slot() {
+        let order = [2, 0, 1, 3];
+        let labels: Vec<String> = (0..5)
+            .map(|slot| neuron_label(&order, 2, slot as f64 + 0.5))
+            .collect();
+        assert_eq!(labels, ["3", "", "2", "", ""]);
+    }
 
     #[test]
     fn a_long_summary_wraps_between_its_parts() {

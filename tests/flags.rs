@@ -245,21 +245,25 @@ fn a_run_s_summary_is_written_from_the_table() {
             assert!(seed.contains(words), "{} missing from {seed}", flag.name);
         }
     }
-    assert!(seed.contains("train 0.6667"), "fractions are short: {seed}");
+    assert!(
+        seed.contains("train 0.666667"),
+        "fractions are short: {seed}"
+    );
     // A change of a flag changes its words; "off" values and a missing layer are left out.
     assert!(
         !seed.contains("patience") && !seed.contains("ensemble"),
         "{seed}"
     );
-    set_flag(&mut config, "learning_rate", "0.001").unwrap();
+    set_flag(&mut config, "learning_rate", "0.00012345").unwrap();
     set_flag(&mut config, "patience", "5").unwrap();
     set_flag(&mut config, "numconvlayer", "1").unwrap();
     set_flag(&mut config, "standardise", "true").unwrap();
     let changed = config.summary();
     assert!(
-        changed.contains("lr 0.001 ·") && changed.contains("patience 5"),
+        changed.contains("lr 0.00012345 ·") && changed.contains("patience 5"),
         "{changed}"
     );
+    assert!(changed.contains("conv layers 1"), "{changed}");
     assert!(
         changed.contains("standardised pixels") && !changed.contains("conv2"),
         "{changed}"

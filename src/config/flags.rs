@@ -97,11 +97,12 @@ pub struct Flag {
 /// The words a flag has in a run's one-line summary, and when it is left out.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Shown {
-    /// `words value` (the value alone when `words` is empty; `words` alone for `true`).
+    /// `words value` (the value alone when `words` is empty).
     Always(&'static str),
-    /// Left out at this value (a patience of 0, one network in an "ensemble").
+    /// Left out at this value (a patience of 0, one network in an "ensemble"; `false` is 0,
+    /// and a switch that is on shows as `words` alone).
     Unless(&'static str, f64),
-    /// Only with a second convolution layer (`numconvlayer` 2).
+    /// Only with a second convolution layer (`numconvlayer` 2 or 3; a third reuses its flags).
     SecondConv(&'static str),
 }
 
@@ -391,14 +392,17 @@ pub static FLAGS: &[Flag] = &[
             &["model", "nstride2"],
         ),
     ),
-    flag(
-        "numconvlayer",
-        "number of filter layers",
-        Group::Cnn,
-        "Number of convolutional layers (1-3; the third reuses conv 2's settings).",
-        int(1, 3),
-        CNN,
-        &["model", "numconvlayer"],
+    shown(
+        Shown::Always("conv layers"),
+        flag(
+            "numconvlayer",
+            "number of filter layers",
+            Group::Cnn,
+            "Number of convolutional layers (1-3; the third reuses conv 2's settings).",
+            int(1, 3),
+            CNN,
+            &["model", "numconvlayer"],
+        ),
     ),
     shown(
         Shown::Always("hidden"),
@@ -485,7 +489,7 @@ pub static FLAGS: &[Flag] = &[
         ),
     ),
     shown(
-        Shown::Always("λ ≥"),
+        Shown::Always("shortest wavelength (px)"),
         flag(
             "gabor_min_wavelength",
             "finest wavelength (pixels)",
@@ -497,7 +501,7 @@ pub static FLAGS: &[Flag] = &[
         ),
     ),
     shown(
-        Shown::Always("positions"),
+        Shown::Always("positions per side"),
         everyday(flag(
             "gabor_positions",
             "positions per side",
@@ -688,12 +692,12 @@ pub fn summary(config: &TrainingConfig) -> String {
     parts.join(" · ")
 }
 
-/// Four significant digits: 2/3 reads 0.6667, and 0.0002 stays 0.0002.
+/// Six significant digits: 2/3 reads 0.666667, and a learning rate of 0.00012345 stays whole.
 fn short_number(x: f64) -> String {
     if x == 0.0 || !x.is_finite() {
         return x.to_string();
     }
-    let scale = 10f64.powi(3 - x.abs().log10().floor() as i32);
+    let scale = 10f64.powi(5 - x.abs().log10().floor() as i32);
     ((x * scale).round() / scale).to_string()
 }
 

@@ -1,5 +1,6 @@
 // Loading the engine (the wasm module). The page fetches and compiles it once and hands the
-// compiled module to each worker in a message, so no worker downloads or compiles it again.
+// compiled module to the engine worker in a message: the worker neither downloads nor
+// compiles it again.
 //
 // `trunk serve` sends every file uncompressed, so the build writes a gzip copy beside the wasm
 // (Trunk.toml's post-build hook) and the page inflates it itself while it arrives

@@ -66,16 +66,8 @@ pub enum Request {
         dataset: u32,
         file: NamedBytes,
     },
-    /// Look inside a saved network on a loaded dataset (the views of `token`, which every
-    /// answer carries); `focus`: a neuron whose images come first. Replaces open views.
-    OpenInside {
-        token: u32,
-        dataset: u32,
-        network: NamedBytes,
-        backend: String,
-        truth: Option<String>,
-        focus: Option<usize>,
-    },
+    /// Look inside a saved network on a loaded dataset; replaces open views.
+    OpenInside(inside::OpenInside),
     /// The user picked this neuron: its images next.
     FocusInside {
         token: u32,
@@ -398,21 +390,7 @@ impl EngineState {
                     Err(error) => self.send(&Event::EvaluationFailed { request, error }),
                 }
             }),
-            Request::OpenInside {
-                token,
-                dataset,
-                network,
-                backend,
-                truth,
-                focus,
-            } => self.open_inside(inside::OpenInside {
-                token,
-                dataset,
-                network,
-                backend,
-                truth,
-                focus,
-            }),
+            Request::OpenInside(open) => self.open_inside(open),
             Request::FocusInside { token, neuron } => {
                 if let Some(session) = self.inside_session() {
                     session.focus(token, neuron);

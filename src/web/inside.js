@@ -33,7 +33,8 @@ export function createInside({ engine, send, $, context, save }) {
   // Called by the page whenever the shown run (or the data) changes.
   function runChanged() {
     const ctx = context();
-    const sameRun = s.opened && ctx.ok && ctx.runId === s.opened.runId && ctx.datasetName === s.opened.datasetName;
+    // The same run on the same loaded data (a reload of the data gives it a new id in the engine).
+    const sameRun = s.opened && ctx.ok && ctx.runId === s.opened.runId && ctx.datasetId === s.opened.datasetId;
     if (!sameRun) close();
     $("inside-button").disabled = !ctx.ok || sameRun;
     if (!sameRun) setStatus(ctx.ok ? `Ready to look inside run ${ctx.runNumber}.` : ctx.why);

@@ -11,7 +11,7 @@ export const $ = (id) => document.getElementById(id);
 export const initialParams = new URLSearchParams(location.search);
 export const state = {
   engine: null, // wasm bindings on this thread (drawing, presets, exports)
-  module: null, // the compiled engine, handed to each worker
+  module: null, // the compiled engine, handed to the engine worker
   worker: null, // the engine worker
   nextId: 1, // ids of datasets, runs and requests in the engine
   replies: new Map(), // id → resolve, for requests the page awaits

@@ -76,7 +76,10 @@ function openDatabase() {
     // until it closes; the upgrade still happens then, for the next visit.
     request.onblocked = () => {
       gaveUp = true;
-      reject(new Error("a tab with an older version of this page is open: close it and reload this one"));
+      const blocked = new Error("A tab with an older version of this page is open, so runs are not kept: " +
+        "close it and reload this one. Runs trained meanwhile last until the page closes.");
+      blocked.plain = true;
+      reject(blocked);
     };
   });
 }
@@ -89,7 +92,8 @@ export async function openRunStore({ isRun, onOtherTab }) {
   try {
     db = await openDatabase();
   } catch (error) {
-    unavailable = `This browser does not keep runs (${error.message || error}): they last until the page closes.`;
+    unavailable = error.plain ? error.message
+      : `This browser does not keep runs (${error.message || error}): they last until the page closes.`;
   }
   const channel = "BroadcastChannel" in globalThis ? new BroadcastChannel(CHANNEL) : null;
   if (channel) channel.onmessage = () => onOtherTab();
@@ -136,12 +140,12 @@ export async function openRunStore({ isRun, onOtherTab }) {
       changed();
     },
     async clear() {
+      listed = [];
       if (!db) return;
       const tx = transaction([STORE, NETWORKS], "readwrite");
       tx.objectStore(STORE).clear();
       tx.objectStore(NETWORKS).clear();
       await committed(tx);
-      listed = [];
       changed();
     },
   };

@@ -9,6 +9,7 @@ import pathlib, subprocess, sys, time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "e2e"))
 from conftest import ROOT, chromium, free_port  # noqa: E402
+from test_page import inside_state  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -31,17 +32,18 @@ try:
         setInterval(() => { const now = performance.now(); window.__maxLag = Math.max(window.__maxLag, now - expected); expected = now + 20; }, 20);""")
     opened = time.time()
     driver.find_element(By.ID, "inside-button").click()
-    WebDriverWait(driver, 600).until(lambda d: body("inside") in ("overview", "complete", "error"))
-    assert body("inside") != "error", driver.find_element(By.ID, "inside-error").text
+    WebDriverWait(driver, 600).until(lambda d: inside_state(d) in ("overview", "complete", "error"))
+    assert inside_state(driver) != "error", driver.find_element(By.ID, "inside-error").text
     overview_s = time.time() - opened
     # A click on the last bar: a neuron at the end of the queue.
     canvas = driver.find_element(By.ID, "pearson-canvas")
     ActionChains(driver).move_to_element_with_offset(canvas, int(canvas.size["width"] * 0.43), 0).click().perform()
-    WebDriverWait(driver, 10).until(lambda d: body("neuron") not in (None, "0"))
-    neuron = int(body("neuron"))
+    shown = lambda: driver.find_element(By.ID, "neuron-select").get_attribute("value")
+    WebDriverWait(driver, 10).until(lambda d: shown() not in (None, "0"))
+    neuron = int(shown())
     WebDriverWait(driver, 600).until(lambda d: "rate" in d.find_element(By.ID, "preferred-text").text)
     click_ms = driver.execute_script("return performance.getEntriesByName('v1p:neuron-view').pop().detail.ms")
-    WebDriverWait(driver, 1800).until(lambda d: body("inside") in ("complete", "error"))
+    WebDriverWait(driver, 1800).until(lambda d: inside_state(d) in ("complete", "error"))
     total_s = time.time() - opened
     inside_ms = driver.execute_script("return performance.getEntriesByName('v1p:inside-complete').pop().detail.ms")
     print(f"backend {backend}, network trained {steps} steps; {driver.find_element(By.ID, 'inside-status').text}")

@@ -131,7 +131,9 @@ def test_inside_views_on_webgpu(driver, base_url):
     # A neuron from the end of the queue (inverted 8 at a time) jumps it, on the GPU: its
     # images come while most neurons' are still waiting.
     Select(driver.find_element(By.ID, "neuron-select")).select_by_value("33")
-    assert driver.find_element(By.ID, "neuron-select").get_attribute("value") == "33"
+    # The page shows that neuron (its tiles are described as neuron 34's).
+    WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "tile-rf").get_attribute("aria-label")
+                                    .startswith("Receptive-field estimate of neuron 34:"))
     WebDriverWait(driver, 900).until(lambda d: "rate" in d.find_element(By.ID, "preferred-text").text)
     print(f"WebGPU (SwiftShader): neuron 34's views after {mark(driver, 'neuron-view')[1]['ms']:.0f} ms")
     assert float(driver.find_element(By.ID, "inside-progress").get_attribute("value")) < 1

@@ -36,9 +36,10 @@ def inside_state(driver):
     "overview" (the views), or None while it opens."""
     return driver.execute_script("""
       const shown = (id) => !document.getElementById(id).hidden;
-      if (shown('inside-error') && !shown('inside-views')) return 'error';
-      if (!shown('inside-views')) return null;
       const status = document.getElementById('inside-status').textContent;
+      // A failure empties the status line; a notice (WebGPU → CPU) shown meanwhile does not.
+      if (shown('inside-error') && !shown('inside-views') && !status) return 'error';
+      if (!shown('inside-views')) return null;
       return /^All \\d+ neurons' preferred images are ready/.test(status) ? 'complete' : 'overview';""")
 
 

@@ -7,6 +7,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, VecDeque};
 use std::rc::Rc;
 
+use serde::Deserialize;
+
 use super::{EngineError, EngineState, ErrorKind, Event, NamedBytes, now_ms, sleep_ms};
 use crate::data::simulate::GroundTruth;
 use crate::explain::{Direction, Explainer, InversionConfig, Target};
@@ -17,8 +19,11 @@ const CHUNK: usize = 8;
 /// Gradient steps between looks at the requests (a click, a close).
 const SLICE: usize = 5;
 
-/// What the page sends to open the views (`Request::OpenInside`).
-pub(super) struct OpenInside {
+/// What the page sends to open the views (`Request::OpenInside`): the views of `token`,
+/// which every answer carries; `focus`, a neuron whose images come first.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenInside {
     pub token: u32,
     pub dataset: u32,
     pub network: NamedBytes,
@@ -34,6 +39,8 @@ pub(super) struct InsideSession {
     closed: Cell<bool>,
     focus: RefCell<VecDeque<usize>>,
     done: RefCell<BTreeSet<usize>>,
+    /// The network's neurons, once its overview is made (a focus beyond them is ignored).
+    total: Cell<Option<usize>>,
 }
 
 impl InsideSession {
@@ -50,9 +57,16 @@ impl InsideSession {
         }
     }
 
+    /// The first clicked neuron still without its images (and in the network).
     fn next_focus(&self) -> Option<usize> {
-        let next = self.focus.borrow_mut().pop_front()?;
-        (!self.done.borrow().contains(&next)).then_some(next)
+        let total = self.total.get().unwrap_or(usize::MAX);
+        let mut focus = self.focus.borrow_mut();
+        while let Some(next) = focus.pop_front() {
+            if next < total && !self.done.borrow().contains(&next) {
+                return Some(next);
+            }
+        }
+        None
     }
 }
 
@@ -63,6 +77,7 @@ impl EngineState {
             closed: Cell::new(false),
             focus: RefCell::new(open.focus.into_iter().collect()),
             done: RefCell::default(),
+            total: Cell::new(None),
         });
         if let Some(old) = self.inside.replace(Some(session.clone())) {
             old.close();
@@ -115,6 +130,7 @@ impl EngineState {
             return Ok(());
         }
         let total = overview.n_neurons;
+        s.total.set(Some(total));
         self.send(&Event::InsideOverview {
             token: s.token,
             overview,
