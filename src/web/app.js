@@ -9,7 +9,7 @@ import { $, formatSeconds, hideError, reply, request, saveBlob, showError, state
 import {
   applyConfig, applyUrl, buildForm, buildModelMenu, clearFlagErrors, readConfig, showSettingsError, syncUrl,
 } from "./form.js";
-import { listBundledDatasets, loadBundled, readFiles } from "./data.js";
+import { listBundledDatasets, loadBundled, prefetchBundled, readFiles } from "./data.js";
 import { drawPlots, openNeuron, pearsonClick, scheduleDraw, setupCanvases, showBest } from "./plots.js";
 import { addRun, clearRuns, download, insideContext, loadRuns, renderRuns, showRun, toggleCompare } from "./runs.js";
 
@@ -22,23 +22,31 @@ function showLoadProgress(loaded, total) {
 }
 
 async function main() {
+  const bundled = prefetchBundled();
   try {
     state.module = await compileEngine(showLoadProgress);
-    state.engine = await startEngine(state.module);
   } catch (error) {
     $("engine-status").textContent = `The engine could not be loaded (${error.message || error}). ` +
       `Reload the page to try again.`;
     return;
   }
-  registerOffline();
+  // The worker starts its own instance (and asks for the GPU) while this thread makes its own.
   const engineReady = startEngineWorker();
+  try {
+    state.engine = await startEngine(state.module);
+  } catch (error) {
+    $("engine-status").textContent = `The engine could not be started (${error.message || error}). ` +
+      `Reload the page to try again.`;
+    return;
+  }
+  registerOffline();
   buildForm();
   buildModelMenu();
   applyConfig(state.engine.presetConfig("seed"));
   applyUrl();
   state.inside = createInside({ engine: state.engine, send: request, $, context: insideContext, save: saveBlob });
   wireControls();
-  await listBundledDatasets();
+  await listBundledDatasets(bundled);
   setupCanvases();
   await loadRuns();
   const adapter = await engineReady;

@@ -4,39 +4,59 @@ import { $, awaitReply, el, hideError, initialParams, request, showError, state 
 import { drawDiagram, syncUrl } from "./form.js";
 import { importRecords, loadNetworks } from "./runs.js";
 
-export async function listBundledDatasets() {
-  const select = $("dataset-select");
-  let names = [];
-  try {
-    names = await (await fetch("data/index.json")).json();
-  } catch {
-    names = [];
-  }
-  select.replaceChildren(...names.map((n) => el("option", { value: n }, n)));
-  if (names.length === 0) select.replaceChildren(el("option", { value: "" }, "none bundled"));
-  const wanted = initialParams.get("dataset");
-  if (wanted && names.includes(wanted)) select.value = wanted;
-  if (select.value) await loadBundled(select.value);
+// A bundled dataset's files as they arrive: `{ response, truth }` (the .mat's response, the
+// ground truth's text or null).
+function fetchBundled(name) {
+  const response = fetch(`data/${name}`);
+  const truth = fetch(`data/${name.replace(/\.mat$/, "")}-truth.json`)
+    .then((r) => (r.ok ? r.text() : null))
+    .catch(() => null); // a bundled file without ground truth is fine
+  return { response, truth };
 }
 
-export async function loadBundled(name) {
-  const response = await fetch(`data/${name}`);
+// Starts downloading the list and the dataset the page opens with before the engine has
+// loaded: they come while it compiles instead of after it, one request after another.
+export function prefetchBundled() {
+  const names = fetch("data/index.json").then((r) => r.json()).catch(() => []);
+  const first = names.then((list) => {
+    const wanted = initialParams.get("dataset");
+    const name = wanted && list.includes(wanted) ? wanted : list[0];
+    return name ? { name, files: fetchBundled(name) } : null;
+  });
+  return { names, first };
+}
+
+export async function listBundledDatasets(prefetched = prefetchBundled()) {
+  const select = $("dataset-select");
+  const names = await prefetched.names;
+  select.replaceChildren(...names.map((n) => el("option", { value: n }, n)));
+  if (names.length === 0) select.replaceChildren(el("option", { value: "" }, "none bundled"));
+  const first = await prefetched.first;
+  if (first) select.value = first.name;
+  if (select.value) await loadBundled(select.value, first && first.name === select.value ? first.files : undefined);
+}
+
+export async function loadBundled(name, fetched = fetchBundled(name)) {
+  let response;
+  try {
+    response = await fetched.response;
+  } catch (error) {
+    return showError("data-error", `data/${name}: ${error.message || error}`);
+  }
   if (!response.ok) return showError("data-error", `data/${name}: HTTP ${response.status}`);
   const files = [[name, await response.arrayBuffer()]];
   let about = "";
   let cellTypes = [];
-  let truthText = null;
-  try {
-    const truth = await fetch(`data/${name.replace(/\.mat$/, "")}-truth.json`);
-    if (truth.ok) {
-      truthText = await truth.text();
+  let truthText = await fetched.truth;
+  if (truthText) {
+    try {
       const json = JSON.parse(truthText);
       about = json.description;
       cellTypes = json.neurons.map((n) => n.cell_type);
+    } catch {
+      // Unreadable ground truth: the data still loads, without it.
+      truthText = null;
     }
-  } catch {
-    // A bundled file without ground truth is fine.
-    truthText = null;
   }
   if (await useDataset(files, name, cellTypes, truthText)) $("dataset-about").textContent = about;
 }

@@ -17,11 +17,11 @@ self.onmessage = (event) => {
 };
 
 async function start() {
-  await loader.ready;
-  // A GPU that never answers must not hold up the CPU path: give it 10 s.
+  // A GPU that never answers must not hold up the CPU path: give it 10 s. Asked for while the
+  // engine is instantiated.
   const silent = { ok: false, reason: "the GPU did not answer" };
   const late = new Promise((resolve) => setTimeout(() => resolve(silent), 10_000));
-  const adapter = await Promise.race([webgpuAdapter(), late]);
+  const [, adapter] = await Promise.all([loader.ready, Promise.race([webgpuAdapter(), late])]);
   engine = new Engine((message, transfer) => self.postMessage(message, transfer), adapter);
   for (const request of waiting.splice(0)) engine.handle(request);
 }
