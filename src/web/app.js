@@ -23,19 +23,14 @@ function showLoadProgress(loaded, total) {
 
 async function main() {
   const bundled = prefetchBundled();
+  let engineReady;
   try {
     state.module = await compileEngine(showLoadProgress);
-  } catch (error) {
-    $("engine-status").textContent = `The engine could not be loaded (${error.message || error}). ` +
-      `Reload the page to try again.`;
-    return;
-  }
-  // The worker starts its own instance (and asks for the GPU) while this thread makes its own.
-  const engineReady = startEngineWorker();
-  try {
+    // The worker starts its own instance (and asks for the GPU) while this thread makes its own.
+    engineReady = startEngineWorker();
     state.engine = await startEngine(state.module);
   } catch (error) {
-    $("engine-status").textContent = `The engine could not be started (${error.message || error}). ` +
+    $("engine-status").textContent = `The engine could not be loaded (${error.message || error}). ` +
       `Reload the page to try again.`;
     return;
   }
