@@ -4,11 +4,21 @@ import { $, awaitReply, el, hideError, initialParams, request, showError, state 
 import { drawDiagram, syncUrl } from "./form.js";
 import { importRecords, loadNetworks } from "./runs.js";
 
+// A bundled file: its gzip copy (Trunk.toml writes one beside each) inflated as it arrives,
+// as the engine is (engine.js); the plain file where the copy or DecompressionStream is missing.
+async function fetchBundledFile(path) {
+  if ("DecompressionStream" in globalThis) {
+    const gzip = await fetch(`${path}.gz`).catch(() => null);
+    if (gzip && gzip.ok && gzip.body) return new Response(gzip.body.pipeThrough(new DecompressionStream("gzip")));
+  }
+  return fetch(path);
+}
+
 // A bundled dataset's files as they arrive: `{ response, truth }` (the .mat's response, the
 // ground truth's text or null).
 function fetchBundled(name) {
-  const response = fetch(`data/${name}`);
-  const truth = fetch(`data/${name.replace(/\.mat$/, "")}-truth.json`)
+  const response = fetchBundledFile(`data/${name}`);
+  const truth = fetchBundledFile(`data/${name.replace(/\.mat$/, "")}-truth.json`)
     .then((r) => (r.ok ? r.text() : null))
     .catch(() => null); // a bundled file without ground truth is fine
   return { response, truth };

@@ -35,10 +35,19 @@ async function fill(cache) {
   else await cache.add(fresh(ENGINE));
   const names = await (await cache.match("data/index.json")).json();
   for (const name of names) {
-    await cache.add(fresh(`data/${name}`));
-    // Ground truth is optional, as in app.js.
-    const truth = await fetch(fresh(`data/${name.replace(/\.mat$/, "")}-truth.json`));
-    if (truth.ok) await cache.put(`data/${name.replace(/\.mat$/, "")}-truth.json`, truth);
+    // The gzip copies the page reads (data.js), or the plain files of a build without them.
+    // Ground truth is optional, as in data.js.
+    const truth = `data/${name.replace(/\.mat$/, "")}-truth.json`;
+    for (const [path, optional] of [[`data/${name}`, false], [truth, true]]) {
+      const gzip = await fetch(fresh(`${path}.gz`));
+      if (gzip.ok) {
+        await cache.put(`${path}.gz`, gzip);
+        continue;
+      }
+      const plain = await fetch(fresh(path));
+      if (plain.ok) await cache.put(path, plain);
+      else if (!optional) throw new Error(`${path}: HTTP ${plain.status}`);
+    }
   }
 }
 

@@ -132,7 +132,7 @@ def test_after_a_first_visit_the_page_loads_and_gets_ready_offline(driver, site)
     assert copied and "sw.js" in copied
     wanted = {f"/{f}" for f in copied if f != "sw.js"} | {
         "/", "/index.html", "/main.css", "/v1-predictor.js", "/v1-predictor_bg.wasm.gz", "/data/index.json",
-        "/data/simulated-v1.mat", "/data/simulated-v1-truth.json"}
+        "/data/simulated-v1.mat.gz", "/data/simulated-v1-truth.json.gz"}
     assert wanted <= set(paths), wanted - set(paths)
     assert fetch_text(driver, "probe.txt") == "the network is on"
 
