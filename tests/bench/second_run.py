@@ -13,6 +13,8 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "e2e"))
 from conftest import ROOT, chromium, free_port  # noqa: E402
+# The page's progress line, time-stamped from the click's own event: the test's watcher.
+from test_engine import WATCH  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -22,22 +24,6 @@ server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "static_server.p
 time.sleep(0.5)
 driver = chromium()
 driver.set_script_timeout(30)
-
-# Every change of the progress line, time-stamped, from the click on.
-WATCH = """window.__steps = []; window.__t0 = null;
-// From the click as the page receives it (its event's time stamp), not from WebDriver's call.
-document.addEventListener('click', (e) => {
-  if (e.target.id === 'train-button') window.__t0 = e.timeStamp;
-}, { capture: true, once: true });
-const line = document.getElementById('progress-text');
-if (window.__obs) window.__obs.disconnect();
-window.__obs = new MutationObserver(() => {
-  const m = /^Step ([\\d,]+) of/.exec(line.textContent);
-  if (m && window.__t0 !== null) {
-    window.__steps.push([performance.now() - window.__t0, Number(m[1].replace(/,/g, ''))]);
-  }
-});
-window.__obs.observe(line, { childList: true, characterData: true, subtree: true });"""
 
 
 def one_run():
