@@ -40,10 +40,9 @@ unsafe extern "C" {
     fn __wasm_call_ctors();
 }
 
-/// Runs the static constructors once (wasm only; natively the loader does). Called when
-/// the module starts and again, harmlessly, by [`init`], for harnesses (wasm-bindgen-test)
-/// that do not run a library's start function.
-pub fn run_static_constructors() {
+/// Runs the static constructors once (wasm only; natively the loader does). [`init`] calls
+/// it, so an instance that never computes never runs them (src/web/mod.rs, `start`).
+fn run_static_constructors() {
     #[cfg(target_arch = "wasm32")]
     {
         static DONE: std::sync::Once = std::sync::Once::new();

@@ -5,7 +5,7 @@
 import { createInside } from "./inside.js";
 import { compileEngine, startEngine } from "./engine.js";
 import { registerOffline } from "./offline.js";
-import { $, formatSeconds, hideError, reply, request, saveBlob, showError, state } from "./page.js";
+import { $, formatSeconds, grouped, hideError, reply, request, saveBlob, showError, state } from "./page.js";
 import {
   applyConfig, applyUrl, buildForm, buildModelMenu, clearFlagErrors, readConfig, showSettingsError, syncUrl,
 } from "./form.js";
@@ -22,12 +22,16 @@ function showLoadProgress(loaded, total) {
 }
 
 async function main() {
+  // The browser starts its GPU process on the first request for an adapter: this one, made
+  // now, lets the worker's own request (compute.js) be answered at once.
+  globalThis.navigator?.gpu?.requestAdapter().catch(() => {});
   const bundled = prefetchBundled();
-  let engineReady;
+  // The worker starts (its scripts, and the GPU asked for) while the engine compiles, then
+  // makes its own instance while this thread makes its own.
+  const compiling = compileEngine(showLoadProgress);
+  const engineReady = startEngineWorker(compiling);
   try {
-    state.module = await compileEngine(showLoadProgress);
-    // The worker starts its own instance (and asks for the GPU) while this thread makes its own.
-    engineReady = startEngineWorker();
+    state.module = await compiling;
     state.engine = await startEngine(state.module);
   } catch (error) {
     $("engine-status").textContent = `The engine could not be loaded (${error.message || error}). ` +
@@ -52,10 +56,12 @@ async function main() {
   document.body.dataset.ready = "true";
 }
 
-// Starts the worker; resolves with its `ready` event (which GPU, or why none).
-function startEngineWorker() {
+// Starts the worker and hands it the compiled engine once `module` (a promise) gives it;
+// resolves with the worker's `ready` event (which GPU, or why none).
+function startEngineWorker(module) {
   state.worker = new Worker("worker.js", { type: "module" });
-  state.worker.postMessage({ type: "engine", module: state.module });
+  const worker = state.worker;
+  module.then((compiled) => worker.postMessage({ type: "engine", module: compiled }), () => {});
   const ready = new Promise((resolve) => state.replies.set("ready", resolve));
   state.worker.onmessage = (event) => onEngineEvent(event.data);
   state.worker.onerror = (event) => {
@@ -81,7 +87,7 @@ function restartEngine(message) {
   failWaiting(message);
   showError("train-error", `The engine stopped (${message}) and was started again: train again to continue.`);
   state.worker.terminate();
-  startEngineWorker();
+  startEngineWorker(Promise.resolve(state.module));
   if (state.dataset) {
     const files = state.files.map(([name, buffer]) => ({ name, bytes: new Uint8Array(buffer.slice(0)) }));
     request({ type: "loadDataset", dataset: state.dataset.id, files }, files.map((f) => f.bytes.buffer));
@@ -242,7 +248,7 @@ function onProgress({ progress, report, elapsedMs }) {
   const seconds = elapsedMs / 1000;
   const rate = done / Math.max(seconds, 1e-3);
   const left = (max - done) / Math.max(rate, 1e-9);
-  $("progress-text").textContent = `Step ${done.toLocaleString()} of ${max.toLocaleString()} ` +
+  $("progress-text").textContent = `Step ${grouped(done)} of ${grouped(max)} ` +
     `· ${rate.toFixed(rate < 10 ? 2 : 0)} steps/s · about ${formatSeconds(left)} left`;
   if (progress.best && showing) showBest("Best network so far", progress.best);
   if (report && showing) scheduleDraw();

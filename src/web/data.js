@@ -3,15 +3,13 @@
 import { $, awaitReply, el, hideError, initialParams, request, showError, state } from "./page.js";
 import { drawDiagram, syncUrl } from "./form.js";
 import { importRecords, loadNetworks } from "./runs.js";
+import { fetchInflated, warmDecoder } from "./engine.js";
 
-// A bundled file: its gzip copy (Trunk.toml writes one beside each) inflated as it arrives,
-// as the engine is (engine.js); the plain file where the copy or DecompressionStream is missing.
+// A bundled file: its compressed copy (post_build.sh writes them) inflated as it arrives, as
+// the engine is; the plain file where there is none or the browser can't inflate it.
 async function fetchBundledFile(path) {
-  if ("DecompressionStream" in globalThis) {
-    const gzip = await fetch(`${path}.gz`).catch(() => null);
-    if (gzip && gzip.ok && gzip.body) return new Response(gzip.body.pipeThrough(new DecompressionStream("gzip")));
-  }
-  return fetch(path);
+  const inflated = await fetchInflated(new URL(path, location.href).href).catch(() => null);
+  return inflated ? new Response(inflated) : fetch(path);
 }
 
 // A bundled dataset's files as they arrive: `{ response, truth }` (the .mat's response, the
@@ -27,6 +25,8 @@ function fetchBundled(name) {
 // Starts downloading the list and the dataset the page opens with before the engine has
 // loaded: they come while it compiles instead of after it, one request after another.
 export function prefetchBundled() {
+  // The brotli decoder, which the data's copies need, loads meanwhile (engine.js).
+  warmDecoder();
   const names = fetch("data/index.json").then((r) => r.json()).catch(() => []);
   const first = names.then((list) => {
     const wanted = initialParams.get("dataset");
@@ -130,7 +130,8 @@ export function showSummary(s) {
     const hi = Math.max(255, s.pixel_max);
     for (let p = 0; p < pixels.length; p++) {
       const v = Math.round(((pixels[p] - lo) / (hi - lo)) * 255);
-      image.data.set([v, v, v, 255], p * 4);
+      image.data[4 * p] = image.data[4 * p + 1] = image.data[4 * p + 2] = v;
+      image.data[4 * p + 3] = 255;
     }
     ctx.putImageData(image, 0, 0);
     strip.appendChild(canvas);

@@ -2,40 +2,84 @@
 // compiled module to the engine worker in a message: the worker neither downloads nor
 // compiles it again.
 //
-// `trunk serve` sends every file uncompressed, so the build writes a gzip copy beside the wasm
-// (Trunk.toml's post-build hook) and the page inflates it itself while it arrives
-// (DecompressionStream, in every browser that has WebGPU), compiling as it goes. The plain
-// file is the fallback: an older browser, or a build without the copy.
+// `trunk serve` sends every file as it is, so the build writes compressed copies beside the
+// 20 MB wasm (src/web/post_build.sh) and the page inflates them itself as they arrive,
+// compiling as it goes: the brotli copy (2.6 MB; brotli.js), else the gzip copy (4.3 MB;
+// DecompressionStream), else the plain file (an older browser, or a build without copies).
+// Once the service worker holds the build, a visit compiles the inflated wasm from its cache
+// (no inflating again, and Chromium keeps the compiled code of a module that has a URL).
 import init, * as bindings from "./v1-predictor.js";
 
 const WASM_URL = new URL("./v1-predictor_bg.wasm", import.meta.url);
+const WASM_TYPE = { "Content-Type": "application/wasm" };
 
 // `onProgress(loadedBytes, totalBytes)` as the download proceeds (total 0 when unknown).
 export async function compileEngine(onProgress = () => {}) {
-  if ("DecompressionStream" in globalThis) {
-    const response = await fetch(`${WASM_URL.href}.gz`).catch(() => null);
-    if (response && response.ok && response.body) {
-      const inflated = counted(keptForOffline(response), onProgress).pipeThrough(new DecompressionStream("gzip"));
-      return WebAssembly.compileStreaming(new Response(inflated, { headers: { "Content-Type": "application/wasm" } }));
-    }
+  if (globalThis.navigator?.serviceWorker?.controller) {
+    // Straight from the worker's cache: a fetch would pass 20 MB through the worker's thread.
+    const cached = (await caches.match(WASM_URL.href)) || (await fetch(WASM_URL));
+    if (cached.ok) return WebAssembly.compileStreaming(cached);
+  }
+  const inflated = await fetchInflated(WASM_URL.href, onProgress);
+  if (inflated) {
+    // A copy that is corrupt or cut short fails here, not in a half-built engine.
+    const module = await WebAssembly.compileStreaming(keptForOffline(inflated)).catch((error) => {
+      console.warn("the engine's compressed copy failed; loading the plain file:", error);
+      kept = Promise.resolve();
+      return null;
+    });
+    if (module) return module;
   }
   const response = await fetch(WASM_URL);
   if (!response.ok) throw new Error(`could not load the engine: ${response.status} ${response.statusText}`);
   return WebAssembly.compile(await new Response(counted(response, onProgress)).arrayBuffer());
 }
 
-// A first visit's download of the engine (gzip) is kept for the service worker (sw.js), which
-// would otherwise download it again to work offline; it takes it when it is its build's.
+// A file's compressed copy, inflated as it arrives: the brotli copy (`url.br`), else the gzip
+// copy (`url.gz`); null where neither can be had (no copies, no DecompressionStream).
+export async function fetchInflated(url, onProgress = () => {}) {
+  if (!("DecompressionStream" in globalThis)) return null;
+  for (const copy of [brotliCopy, gzipCopy]) {
+    const inflate = await copy(url).catch((error) => console.warn(`${url}: copy unavailable:`, error));
+    if (inflate) return inflate(onProgress);
+  }
+  return null;
+}
+
+// The brotli decoder (brotli.js), loaded once: start it early where brotli copies are coming.
+let decoder = null;
+export function warmDecoder() {
+  decoder ??= import("./brotli.js").then(async (brotli) => (await brotli.loadBrotliDecoder(), brotli));
+  decoder.catch(() => {}); // a missing decoder is handled where a copy is read
+  return decoder;
+}
+
+// Each copy: null where it is missing; else a function that, given the progress callback,
+// gives the inflated stream.
+async function brotliCopy(url) {
+  const [response, brotli] = await Promise.all([fetch(`${url}.br`), warmDecoder()]);
+  if (!response.ok || !response.body) return null;
+  return (onProgress) => counted(response, onProgress).pipeThrough(brotli.brotliInflater());
+}
+
+async function gzipCopy(url) {
+  const response = await fetch(`${url}.gz`);
+  if (!response.ok || !response.body) return null;
+  return (onProgress) => counted(response, onProgress).pipeThrough(new DecompressionStream("gzip"));
+}
+
+// A first visit's inflated engine is kept for the service worker (sw.js), which would
+// otherwise download it again to work offline; it takes it when it is its build's.
 let kept = Promise.resolve();
 export const engineKept = () => kept;
 
-function keptForOffline(response) {
-  if (!globalThis.caches || globalThis.navigator?.serviceWorker?.controller) return response;
-  const [body, copy] = response.body.tee();
+function keptForOffline(stream) {
+  if (!globalThis.caches) return new Response(stream, { headers: WASM_TYPE });
+  const [body, copy] = stream.tee();
   kept = caches.open("v1-predictor-download")
-    .then((cache) => cache.put(`${WASM_URL.href}.gz`, new Response(copy, { headers: response.headers })))
+    .then((cache) => cache.put(WASM_URL.href, new Response(copy, { headers: WASM_TYPE })))
     .catch(() => {});
-  return new Response(body, { headers: response.headers });
+  return new Response(body, { headers: WASM_TYPE });
 }
 
 // Instantiates a compiled module on this thread; returns the engine's exports.

@@ -1,6 +1,6 @@
 // Section 2, the settings: the form rendered from the engine's flag table
 // (src/config/flags.rs), the model menu, the network diagram, and the settings in the URL.
-import { $, el, hideError, initialParams, showError, state } from "./page.js";
+import { $, el, grouped, hideError, initialParams, showError, state } from "./page.js";
 
 // Plain words first and the seed's flag second; the few everyday settings up front, the rest
 // under "All settings".
@@ -98,7 +98,7 @@ export function drawDiagram() {
     parts.push(box("hidden", `${shape.architecture.hidden} units (dropout)`));
   }
   parts.push(box("output", `${summary.n_neurons} neurons`));
-  const weights = shape.n_params ? ` · ${shape.n_params.toLocaleString()} weights` : "";
+  const weights = shape.n_params ? ` · ${grouped(shape.n_params)} weights` : "";
   const members = shape.architecture && shape.architecture.members > 1 ? ` ` +
     `· ${shape.architecture.members} networks averaged` : "";
   const list = el("ol", { className: "diagram" }, parts);

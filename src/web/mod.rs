@@ -16,14 +16,16 @@ use js_sys::{Array, Uint8Array};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::backend;
 use crate::model::ModelFamily;
 use crate::results::{self, ExportFile};
 use crate::training::{TrainingConfig, TrainingReport};
 
+/// The static constructors (cubecl's kernel registrations) are not run here but by the first
+/// [`crate::backend::init`]: the page's own instance (settings, shapes, files) never computes, and
+/// the worker's need them only for its first run or view. They took 0.1 s of every page
+/// load's start (a CPU profile of a warm visit).
 #[wasm_bindgen(start)]
 pub fn start() {
-    backend::run_static_constructors();
     console_error_panic_hook::set_once();
 }
 

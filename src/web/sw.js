@@ -15,52 +15,66 @@ const FILES = [
   "./", "index.html", "main.css", "app.js", "engine.js", "compute.js", "inside.js",
   "worker.js", "offline.js", "page.js", "form.js", "data.js", "plots.js", "runs.js",
   "v1-predictor.js", "data/index.json",
+  // The brotli decoder (brotli.js), for a page that finds the engine missing here.
+  "brotli.js", "brotli_dec_wasm.js", "brotli_dec_wasm_bg.wasm.gz",
 ];
-// The engine: the page downloads the gzip copy and inflates it itself (engine.js). The plain
-// wasm, five times larger, is what a browser without DecompressionStream fetches instead (and
-// what a build without the copy has): it is cached when it is fetched, not installed ahead.
-const ENGINE_GZ = "v1-predictor_bg.wasm.gz";
-const ENGINE_GZ_SHA256 = "__ENGINE_GZ_SHA256__";
+// The engine, inflated: a first visit's page downloads a compressed copy and inflates it
+// (engine.js); the worker keeps the result, and later visits compile it from here.
 const ENGINE = "v1-predictor_bg.wasm";
+const ENGINE_SHA256 = "__ENGINE_SHA256__";
+const WASM_TYPE = { "Content-Type": "application/wasm" };
 // Where a first visit's page leaves the engine it downloaded (engine.js).
 const DOWNLOAD = `${PREFIX}download`;
 
-// Straight from the server, never from the browser's HTTP cache: a new cache holds new files.
-const fresh = (path) => new Request(path, { cache: "reload" });
+// From the server, never unchecked from the browser's HTTP cache (a new cache holds new
+// files), but revalidated: what the page has just downloaded comes back as a 304.
+const fresh = (path) => new Request(path, { cache: "no-cache" });
 
 async function fill(cache) {
   await cache.addAll(FILES.map(fresh));
-  const gzip = (await fromPage()) || (await fetch(fresh(ENGINE_GZ)));
-  if (gzip.ok) await cache.put(ENGINE_GZ, gzip);
-  else await cache.add(fresh(ENGINE));
+  const engine = (await fromPage()) || (await inflatedGzip()) || (await fetch(fresh(ENGINE)));
+  if (!engine.ok) throw new Error(`${ENGINE}: HTTP ${engine.status}`);
+  await cache.put(ENGINE, engine);
   const names = await (await cache.match("data/index.json")).json();
   for (const name of names) {
-    // The gzip copies the page reads (data.js), or the plain files of a build without them.
-    // Ground truth is optional, as in data.js.
+    // The compressed copy the page reads (engine.js: brotli, else gzip), or the plain file of
+    // a build without copies. Ground truth is optional, as in data.js.
     const truth = `data/${name.replace(/\.mat$/, "")}-truth.json`;
     for (const [path, optional] of [[`data/${name}`, false], [truth, true]]) {
-      const gzip = await fetch(fresh(`${path}.gz`));
-      if (gzip.ok) {
-        await cache.put(`${path}.gz`, gzip);
-        continue;
-      }
-      const plain = await fetch(fresh(path));
-      if (plain.ok) await cache.put(path, plain);
-      else if (!optional) throw new Error(`${path}: HTTP ${plain.status}`);
+      const found = await firstFound([`${path}.br`, `${path}.gz`, path]);
+      if (found) await cache.put(found.path, found.response);
+      else if (!optional) throw new Error(`${path}: not on the server`);
     }
   }
 }
 
-// The engine the page downloaded moments ago, if it is this build's (its hash, written by the
+async function firstFound(paths) {
+  for (const path of paths) {
+    const response = await fetch(fresh(path));
+    if (response.ok) return { path, response };
+  }
+  return null;
+}
+
+// The engine the page inflated moments ago, if it is this build's (its hash, written by the
 // build, says so): a first visit then downloads it once.
 async function fromPage() {
-  const kept = await (await caches.open(DOWNLOAD)).match(ENGINE_GZ);
+  const kept = await (await caches.open(DOWNLOAD)).match(ENGINE);
   await caches.delete(DOWNLOAD);
   if (!kept) return null;
   const bytes = await kept.arrayBuffer();
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
   const hex = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-  return hex === ENGINE_GZ_SHA256 ? new Response(bytes, { headers: kept.headers }) : null;
+  return hex === ENGINE_SHA256 ? new Response(bytes, { headers: WASM_TYPE }) : null;
+}
+
+// Else the gzip copy, inflated here (the brotli decoder lives in the page).
+async function inflatedGzip() {
+  if (!("DecompressionStream" in self)) return null;
+  const gzip = await fetch(fresh(`${ENGINE}.gz`));
+  if (!gzip.ok || !gzip.body) return null;
+  const bytes = await new Response(gzip.body.pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
+  return new Response(bytes, { headers: WASM_TYPE });
 }
 
 self.addEventListener("install", (event) => {
@@ -94,10 +108,5 @@ async function cacheFirst(event) {
   const request = event.request;
   const cache = await caches.open(CACHE);
   const hit = await cache.match(request, { ignoreSearch: true, ignoreVary: true });
-  if (hit) return hit;
-  const response = await fetch(request);
-  if (response.ok && new URL(request.url).pathname.endsWith(`/${ENGINE}`)) {
-    event.waitUntil(cache.put(request, response.clone()));
-  }
-  return response;
+  return hit || fetch(request);
 }

@@ -1,5 +1,5 @@
-"""How the page loads its engine: the gzip copy (what a first visit downloads), compiled once on
-the page and handed to the workers, and the plain wasm when the copy is missing."""
+"""How the page loads its engine: the brotli copy (what a first visit downloads), compiled once
+on the page and handed to the workers; the gzip copy, then the plain wasm, when copies are missing."""
 import functools
 import http.server
 import shutil
@@ -40,33 +40,60 @@ def recorded_page():
     server.shutdown()
 
 
-def wasm_requests(requests):
-    return [path for path in requests if ".wasm" in path]
+def engine_requests(requests):
+    return [path for path in requests if path.startswith("v1-predictor_bg.wasm")]
 
 
-def test_the_page_downloads_the_gzip_engine_once_and_the_workers_reuse_it(driver, recorded_page):
+def test_the_page_downloads_the_brotli_engine_once_and_the_workers_reuse_it(driver, recorded_page):
     url, requests = recorded_page
     open_page(driver, url, max_steps="3", backend="cpu", **SMALL)
-    assert wasm_requests(requests) == ["v1-predictor_bg.wasm.gz"]
+    assert engine_requests(requests) == ["v1-predictor_bg.wasm.br"]
+    assert "brotli_dec_wasm_bg.wasm.gz" in requests
     assert "Ready." in driver.find_element(By.ID, "engine-status").text
     # A run in the training worker works on the module the page handed over.
     driver.find_element(By.ID, "train-button").click()
     assert wait_state(driver, {"finished", "error"}, 300) == "finished"
-    assert wasm_requests(requests) == ["v1-predictor_bg.wasm.gz"]
+    assert engine_requests(requests) == ["v1-predictor_bg.wasm.br"]
 
 
 @pytest.fixture
-def page_without_gzip(tmp_path):
+def page_without(tmp_path, request):
+    """The built page without the files the test's parameter names."""
     copy = tmp_path / "dist"
-    shutil.copytree(built_page(), copy, ignore=shutil.ignore_patterns("*.gz"))
+    shutil.copytree(built_page(), copy, ignore=shutil.ignore_patterns(*request.param))
     server, url = start_server(copy)
     yield url
     server.terminate()
 
 
-def test_without_the_gzip_copy_the_page_loads_the_plain_wasm(driver, page_without_gzip):
-    open_page(driver, page_without_gzip, max_steps="3", backend="cpu", **SMALL)
-    assert "v1-predictor_bg.wasm" in driver.execute_script(
-        "return performance.getEntriesByType('resource').map((e) => e.name.split('/').pop())")
+@pytest.fixture
+def page_with_a_truncated_copy(tmp_path):
+    """The built page whose engine's brotli copy stops half-way, as a broken download would."""
+    copy = tmp_path / "dist"
+    shutil.copytree(built_page(), copy, ignore=shutil.ignore_patterns("*.wasm.br"))
+    packed = next(built_page().glob("v1-predictor_bg.wasm.br")).read_bytes()
+    (copy / "v1-predictor_bg.wasm.br").write_bytes(packed[: len(packed) // 2])
+    server, url = start_server(copy)
+    yield url
+    server.terminate()
+
+
+def test_a_truncated_brotli_copy_falls_back_to_the_plain_wasm(driver, page_with_a_truncated_copy):
+    open_page(driver, page_with_a_truncated_copy, max_steps="3", backend="cpu", **SMALL)
+    loaded = driver.execute_script("return performance.getEntriesByType('resource').map((e) => e.name.split('/').pop())")
+    assert "v1-predictor_bg.wasm.br" in loaded and "v1-predictor_bg.wasm" in loaded, loaded
+    assert "Ready." in driver.find_element(By.ID, "engine-status").text
+    driver.find_element(By.ID, "train-button").click()
+    assert wait_state(driver, {"finished", "error"}, 300) == "finished"
+
+
+@pytest.mark.parametrize("page_without, expected", [
+    (["*.br"], "v1-predictor_bg.wasm.gz"),
+    (["*.br", "*.gz"], "v1-predictor_bg.wasm"),
+], indirect=["page_without"], ids=["no-brotli", "no-copies"])
+def test_without_a_copy_the_page_loads_the_next(driver, page_without, expected):
+    open_page(driver, page_without, max_steps="3", backend="cpu", **SMALL)
+    loaded = driver.execute_script("return performance.getEntriesByType('resource').map((e) => e.name.split('/').pop())")
+    assert expected in loaded, loaded
     driver.find_element(By.ID, "train-button").click()
     assert wait_state(driver, {"finished", "error"}, 300) == "finished"

@@ -9,7 +9,6 @@ import pathlib
 import re
 import shutil
 import subprocess
-import tomllib
 import urllib.request
 
 import websocket  # websocket-client, which selenium depends on
@@ -24,17 +23,11 @@ from test_page import open_page
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def version_hook():
-    """Trunk.toml's post-build hook that writes the build's version into sw.js."""
-    hooks = tomllib.loads((ROOT / "Trunk.toml").read_text())["hooks"]
-    [hook] = [h for h in hooks if "sw.js" in " ".join(h.get("command_arguments", []))]
-    return [hook["command"], *hook["command_arguments"]]
-
-
 def stage(copy):
-    """Does what a build does to sw.js: the source, then the version hook."""
+    """Does what a build does to sw.js: the source, then the post-build hook's stamp."""
     shutil.copy(ROOT / "src" / "web" / "sw.js", copy / "sw.js")
-    subprocess.run(version_hook(), check=True, env={**os.environ, "TRUNK_STAGING_DIR": str(copy)})
+    subprocess.run(["sh", ROOT / "src" / "web" / "post_build.sh", "stamp"], check=True,
+                   env={**os.environ, "TRUNK_STAGING_DIR": str(copy)})
     version = re.search(r'const VERSION = "([^"]+)"', (copy / "sw.js").read_text()).group(1)
     assert re.fullmatch(r"[0-9a-f]{16}", version), version
     return version
@@ -45,7 +38,7 @@ def site(tmp_path):
     """A copy of the built page (the engine linked, not copied) on its own server, with a file
     no cache holds; yields (copy, url)."""
     copy = tmp_path / "site"
-    shutil.copytree(built_page(), copy, ignore=shutil.ignore_patterns("*.wasm", "*.wasm.gz"))
+    shutil.copytree(built_page(), copy, ignore=shutil.ignore_patterns("*.wasm", "*.wasm.*"))
     for engine in built_page().glob("*.wasm*"):
         (copy / engine.name).symlink_to(engine.resolve())
     (copy / "probe.txt").write_text("the network is on")
@@ -128,11 +121,13 @@ def test_after_a_first_visit_the_page_loads_and_gets_ready_offline(driver, site)
     [(name, paths)] = cached(driver).items()
     assert name == "v1-predictor-" + re.search(r'VERSION = "(\w+)"', (copy / "sw.js").read_text()).group(1)
     # Everything index.html copies into the build, the engine and the bundled data.
-    copied = re.findall(r'rel="copy-file" href="src/web/([^"]+)"', (ROOT / "index.html").read_text())
-    assert copied and "sw.js" in copied
-    wanted = {f"/{f}" for f in copied if f != "sw.js"} | {
-        "/", "/index.html", "/main.css", "/v1-predictor.js", "/v1-predictor_bg.wasm.gz", "/data/index.json",
-        "/data/simulated-v1.mat.gz", "/data/simulated-v1-truth.json.gz"}
+    copied = re.findall(r'rel="copy-file" href="src/web/(?:[^"]+/)?([^/"]+)"', (ROOT / "index.html").read_text())
+    assert copied and "sw.js" in copied and "brotli_dec_wasm.js" in copied
+    # The decoder's wasm is kept as its gzip copy, as the page reads it.
+    wanted = {f"/{f}" for f in copied if f not in ("sw.js", "brotli_dec_wasm_bg.wasm")} | {
+        "/", "/index.html", "/main.css", "/v1-predictor.js", "/v1-predictor_bg.wasm", "/brotli_dec_wasm_bg.wasm.gz",
+        "/data/index.json",
+        "/data/simulated-v1.mat.br", "/data/simulated-v1-truth.json.br"}
     assert wanted <= set(paths), wanted - set(paths)
     assert fetch_text(driver, "probe.txt") == "the network is on"
 
