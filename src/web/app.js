@@ -28,12 +28,13 @@ async function main() {
   const bundled = prefetchBundled();
   // The worker starts (its scripts, and the GPU asked for) while the engine compiles, then
   // makes its own instance while this thread makes its own.
-  const compiling = compileEngine(showLoadProgress);
-  const engineReady = startEngineWorker(compiling);
+  state.compiling = compileEngine(showLoadProgress);
+  const engineReady = startEngineWorker(state.compiling);
   try {
-    state.module = await compiling;
+    state.module = await state.compiling;
     state.engine = await startEngine(state.module);
   } catch (error) {
+    state.worker.terminate();
     $("engine-status").textContent = `The engine could not be loaded (${error.message || error}). ` +
       `Reload the page to try again.`;
     return;
@@ -87,7 +88,7 @@ function restartEngine(message) {
   failWaiting(message);
   showError("train-error", `The engine stopped (${message}) and was started again: train again to continue.`);
   state.worker.terminate();
-  startEngineWorker(Promise.resolve(state.module));
+  startEngineWorker(state.compiling);
   if (state.dataset) {
     const files = state.files.map(([name, buffer]) => ({ name, bytes: new Uint8Array(buffer.slice(0)) }));
     request({ type: "loadDataset", dataset: state.dataset.id, files }, files.map((f) => f.bytes.buffer));

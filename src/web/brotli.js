@@ -1,11 +1,11 @@
 // Brotli, which the browser inflates only when a server says `Content-Encoding: br` (and
 // `trunk serve` never does) and which DecompressionStream lacks: the engine's brotli copy is
-// 40 % smaller than its gzip copy. The decoder is the brotli-dec-wasm package (.ci/setup puts
+// a third smaller than its gzip copy. The decoder is the brotli-dec-wasm package (.ci/setup puts
 // it in src/web/vendor/); its own wasm travels as gzip, which the browser inflates natively.
 import initDecoder, { BrotliStreamResultCode, DecompressStream } from "./brotli_dec_wasm.js";
 
 const DECODER_URL = new URL("./brotli_dec_wasm_bg.wasm", import.meta.url);
-// Output per call into the decoder: large enough that a 20 MB engine takes a few dozen calls
+// Output per call into the decoder: large enough that a 17 MB engine takes a few dozen calls
 // per network chunk at most, small enough not to hold the main thread for long.
 const OUTPUT_BYTES = 1 << 20;
 
@@ -35,7 +35,13 @@ export function brotliInflater() {
           if (input.byteLength) throw new Error("brotli: bytes after the end of the stream");
           return;
         }
-        const result = stream.decompress(input, OUTPUT_BYTES);
+        let result;
+        try {
+          result = stream.decompress(input, OUTPUT_BYTES);
+        } catch (error) {
+          stream.free();
+          throw error;
+        }
         const { buf, code } = result; // each read of `buf` copies it out of the decoder
         input = input.subarray(result.input_offset);
         result.free();

@@ -3,11 +3,11 @@
 // compiles it again.
 //
 // `trunk serve` sends every file as it is, so the build writes compressed copies beside the
-// 20 MB wasm (src/web/post_build.sh) and the page inflates them itself as they arrive,
-// compiling as it goes: the brotli copy (2.6 MB; brotli.js), else the gzip copy (4.3 MB;
+// 17 MB wasm (src/web/post_build.sh) and the page inflates them itself as they arrive,
+// compiling as it goes: the brotli copy (2.3 MB; brotli.js), else the gzip copy (3.6 MB;
 // DecompressionStream), else the plain file (an older browser, or a build without copies).
-// Once the service worker holds the build, a visit compiles the inflated wasm from its cache
-// (no inflating again, and Chromium keeps the compiled code of a module that has a URL).
+// Once the service worker holds the build, a visit compiles the inflated wasm from its cache:
+// decoding brotli again would cost every visit about half a second.
 import init, * as bindings from "./v1-predictor.js";
 
 const WASM_URL = new URL("./v1-predictor_bg.wasm", import.meta.url);
@@ -16,9 +16,10 @@ const WASM_TYPE = { "Content-Type": "application/wasm" };
 // `onProgress(loadedBytes, totalBytes)` as the download proceeds (total 0 when unknown).
 export async function compileEngine(onProgress = () => {}) {
   if (globalThis.navigator?.serviceWorker?.controller) {
-    // Straight from the worker's cache: a fetch would pass 20 MB through the worker's thread.
-    const cached = (await caches.match(WASM_URL.href)) || (await fetch(WASM_URL));
-    if (cached.ok) return WebAssembly.compileStreaming(cached);
+    // The service worker's cache holds the inflated engine of the build it serves.
+    const cached = await fetch(WASM_URL).catch(() => null);
+    const module = cached?.ok && (await WebAssembly.compileStreaming(cached).catch(() => null));
+    if (module) return module;
   }
   const inflated = await fetchInflated(WASM_URL.href, onProgress);
   if (inflated) {
@@ -57,15 +58,30 @@ export function warmDecoder() {
 // Each copy: null where it is missing; else a function that, given the progress callback,
 // gives the inflated stream.
 async function brotliCopy(url) {
-  const [response, brotli] = await Promise.all([fetch(`${url}.br`), warmDecoder()]);
-  if (!response.ok || !response.body) return null;
+  const download = fetch(`${url}.br`);
+  const brotli = await warmDecoder().catch((error) => {
+    download.then((response) => response.body?.cancel()).catch(() => {});
+    throw error;
+  });
+  const response = await download;
+  if (!found(response)) return null;
   return (onProgress) => counted(response, onProgress).pipeThrough(brotli.brotliInflater());
 }
 
 async function gzipCopy(url) {
   const response = await fetch(`${url}.gz`);
-  if (!response.ok || !response.body) return null;
+  if (!found(response)) return null;
   return (onProgress) => counted(response, onProgress).pipeThrough(new DecompressionStream("gzip"));
+}
+
+// A server that answers a missing file with a page (an SPA fallback) has not found it either.
+function found(response) {
+  const html = (response.headers.get("Content-Type") || "").startsWith("text/html");
+  if (!response.ok || !response.body || html) {
+    response.body?.cancel();
+    return false;
+  }
+  return true;
 }
 
 // A first visit's inflated engine is kept for the service worker (sw.js), which would
@@ -74,7 +90,9 @@ let kept = Promise.resolve();
 export const engineKept = () => kept;
 
 function keptForOffline(stream) {
-  if (!globalThis.caches) return new Response(stream, { headers: WASM_TYPE });
+  // Only where offline.js registers the service worker that takes it.
+  const offline = globalThis.isSecureContext && globalThis.caches && "serviceWorker" in globalThis.navigator;
+  if (!offline) return new Response(stream, { headers: WASM_TYPE });
   const [body, copy] = stream.tee();
   kept = caches.open("v1-predictor-download")
     .then((cache) => cache.put(WASM_URL.href, new Response(copy, { headers: WASM_TYPE })))

@@ -46,6 +46,9 @@ export async function registerOffline() {
   if (registration.waiting) offerUpdate(registration.waiting);
   registration.addEventListener("updatefound", () => watch(registration.installing));
   await navigator.serviceWorker.ready;
+  // An engine this page kept for an install that did not happen (a worker was already
+  // active): the installed worker has its own copy.
+  if (registration.active && !registration.installing) caches.delete("v1-predictor-download").catch(() => {});
   if (!status.querySelector("button")) status.textContent = "Works offline now.";
 }
 

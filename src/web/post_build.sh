@@ -10,7 +10,7 @@ for step in $steps; do
   compress)
     # `trunk serve` sends files as they are (no Content-Encoding), so the build writes
     # compressed copies, which the page inflates itself (src/web/engine.js, brotli.js): the
-    # engine and the bundled data as brotli (quality 11, 16 MB window: 2.6 MB for the 20 MB
+    # engine and the bundled data as brotli (quality 11, 16 MB window: 2.3 MB for the 17 MB
     # engine, a minute of one core); the engine also as gzip (the fallback, and what the
     # service worker inflates), and the brotli decoder's own wasm as gzip, which browsers
     # inflate natively.
@@ -28,6 +28,7 @@ for step in $steps; do
     version=$(find . -type f ! -name sw.js ! -path ./data/index.json -print0 | LC_ALL=C sort -z |
       xargs -0 sha256sum | sha256sum | cut -c1-16)
     engine=$(sha256sum v1-predictor_bg.wasm | cut -c1-64)
+    [ ${#version} -eq 16 ] && [ ${#engine} -eq 64 ] # (a pipe's failure is not caught by -e)
     sed -e "s/__BUILD_VERSION__/$version/" -e "s/__ENGINE_SHA256__/$engine/" sw.js > sw.js.new
     mv sw.js.new sw.js
     ;;

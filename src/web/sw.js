@@ -32,7 +32,7 @@ const fresh = (path) => new Request(path, { cache: "no-cache" });
 
 async function fill(cache) {
   await cache.addAll(FILES.map(fresh));
-  const engine = (await fromPage()) || (await inflatedGzip()) || (await fetch(fresh(ENGINE)));
+  const engine = (await fromPage()) || (await inflatedGzip().catch(() => null)) || (await fetch(fresh(ENGINE)));
   if (!engine.ok) throw new Error(`${ENGINE}: HTTP ${engine.status}`);
   await cache.put(ENGINE, engine);
   const names = await (await cache.match("data/index.json")).json();
