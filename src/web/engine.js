@@ -45,7 +45,7 @@ async function cachedEngine() {
     const hit = await (await caches.open(name)).match(WASM_URL.href);
     if (hit) return hit;
   }
-  return fetch(WASM_URL).catch(() => null);
+  return null; // then the compressed copies, not 17 MB of plain wasm
 }
 
 // A file's compressed copy, inflated as it arrives: the brotli copy (`url.br`), else the gzip

@@ -2,6 +2,7 @@
 on the page and handed to the workers; the gzip copy, then the plain wasm, when copies are missing."""
 import functools
 import http.server
+import pathlib
 import shutil
 import threading
 
@@ -64,6 +65,41 @@ def page_without(tmp_path, request):
     server, url = start_server(copy)
     yield url
     server.terminate()
+
+
+class PageForMissingFiles(RecordingHandler):
+    """A server as trunk's default (single-page-app) mode: a missing file is answered with the
+    page itself, status 200."""
+
+    def send_head(self):
+        if not pathlib.Path(self.translate_path(self.path)).exists():
+            self.path = "/index.html"
+        return super().send_head()
+
+
+@pytest.fixture
+def spa_server_without_the_decoder(tmp_path):
+    """The built page without the brotli decoder's wasm, on a server that answers every missing
+    file (the decoder, the data's gzip copies) with the page."""
+    copy = tmp_path / "dist"
+    shutil.copytree(built_page(), copy, ignore=shutil.ignore_patterns("brotli_dec_wasm_bg.wasm*"))
+    handler = functools.partial(PageForMissingFiles, directory=str(copy))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_page_answered_for_a_missing_copy_counts_as_missing(driver, spa_server_without_the_decoder):
+    # No decoder: the engine comes from its gzip copy; the data has no gzip copy (the server
+    # sends the page instead), so it must come from the plain file, not from inflating HTML.
+    open_page(driver, spa_server_without_the_decoder, max_steps="3", backend="cpu", **SMALL)
+    loaded = driver.execute_script(
+        "return performance.getEntriesByType('resource').map((e) => e.name.split('/').pop())")
+    assert "v1-predictor_bg.wasm.gz" in loaded and "simulated-v1.mat" in loaded, loaded
+    assert "270 of 33 × 33" in driver.find_element(By.ID, "dataset-summary").text
+    driver.find_element(By.ID, "train-button").click()
+    assert wait_state(driver, {"finished", "error"}, 300) == "finished"
 
 
 @pytest.fixture
