@@ -405,7 +405,9 @@ impl Member {
     fn drive(&self, images: Tensor<4>, mask: Option<Tensor<2>>) -> Tensor<2> {
         let mut x = images;
         for block in &self.conv_blocks {
-            x = block.pool.forward(relu(block.conv.forward(x)));
+            let conv =
+                conv_by_patches(&block.conv, x.clone()).unwrap_or_else(|| block.conv.forward(x));
+            x = block.pool.forward(relu(conv));
         }
         // Flatten in the seed's NHWC order, so exported dense weights match its layout.
         let [batch, channels, height, width] = x.dims();
@@ -420,6 +422,39 @@ impl Member {
         }
         self.output.forward(x)
     }
+}
+
+/// A one-channel convolution on the CPU backend as one matrix product over the image's
+/// patches (im2col), or `None` where Burn's own convolution is used. For a one-channel input
+/// `burn-flex` picks a direct "small channel" kernel that took about a third of a CPU
+/// training step (BENCHMARKS.md), several times slower than its matrix product. Only for
+/// inputs that need no gradient (the images while training or evaluating), since the
+/// patches are a strided view that looking inside the network would differentiate slowly.
+fn conv_by_patches(conv: &Conv2d, x: Tensor<4>) -> Option<Tensor<4>> {
+    let [batch, channels, height, width] = x.dims();
+    let [filters, _, kh, kw] = conv.weight.dims();
+    let plain = conv.stride == [1, 1] && conv.dilation == [1, 1] && conv.groups == 1;
+    let on_cpu = x.device().without_autodiff() == Device::flex();
+    if channels != 1
+        || !plain
+        || conv.padding != PaddingConfig2d::Valid
+        || !on_cpu
+        || x.is_require_grad()
+    {
+        return None;
+    }
+    let (out_h, out_w) = (height + 1 - kh, width + 1 - kw);
+    // [batch, 1, out_h, out_w, kh, kw] as a view; then one copy into [batch, kh·kw, out_h·out_w].
+    let windows: Tensor<6> = x.unfold::<5, _>(2, kh, 1).unfold(3, kw, 1);
+    let patches = windows
+        .permute([0, 1, 4, 5, 2, 3])
+        .reshape([batch, kh * kw, out_h * out_w]);
+    let weight = conv.weight.val().reshape([1, filters, kh * kw]);
+    let mut out = weight.matmul(patches);
+    if let Some(bias) = &conv.bias {
+        out = out + bias.val().reshape([1, filters, 1]);
+    }
+    Some(out.reshape([batch, filters, out_h, out_w]))
 }
 
 /// The trainable model. Input: images [batch, height, width] of raw pixel values.
@@ -529,6 +564,37 @@ fn mean_of(outputs: impl Iterator<Item = Tensor<2>>) -> Tensor<2> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conv_by_patches_equals_burns_convolution_and_is_used_only_where_meant() {
+        let device = Device::flex();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let pixels: Vec<f32> = truncated_normal(&mut rng, 50.0, 3 * 33 * 33);
+        let images = Tensor::<1>::from_floats(pixels.as_slice(), &device).reshape([3, 1, 33, 33]);
+        let mut conv = Conv2dConfig::new([1, 16], [7, 7])
+            .with_padding(PaddingConfig2d::Valid)
+            .init(&device);
+        conv.bias = Some(init::param(
+            truncated_normal(&mut rng, 1.0, 16),
+            [16],
+            &device,
+        ));
+        let by_patches = conv_by_patches(&conv, images.clone()).expect("used on the CPU");
+        let by_burn = conv.forward(images.clone());
+        assert_eq!(by_patches.dims(), [3, 16, 27, 27]);
+        let largest: f32 = (by_patches - by_burn.clone()).abs().max().into_scalar();
+        let scale: f32 = by_burn.abs().max().into_scalar();
+        assert!(largest <= 1e-5 * scale, "{largest} of {scale}");
+
+        // Not for images that are differentiated (looking inside), nor for more channels.
+        let tracked = Tensor::<1>::from_floats(pixels.as_slice(), &device.clone().autodiff())
+            .reshape([3, 1, 33, 33])
+            .require_grad();
+        assert!(conv_by_patches(&conv, tracked).is_none());
+        let two_channels = Tensor::cat(vec![images.clone(), images], 1);
+        let conv2 = Conv2dConfig::new([2, 4], [7, 7]).init(&device);
+        assert!(conv_by_patches(&conv2, two_channels).is_none());
+    }
 
     #[test]
     fn seed_architecture_on_33_pixel_images() {
