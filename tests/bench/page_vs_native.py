@@ -6,7 +6,7 @@ short run divided by the extra steps, so start-up (and, in the page, loading) ca
 Rounds alternate page and native so that the machine's drift hits both alike; medians and
 the ratio page / native are printed.
 
-Usage: python3 tests/bench/page_vs_native.py [--rounds 3] V1P_BINARY [NAME=DIST_DIR …]
+Usage: python3 tests/bench/page_vs_native.py [--rounds 3] [--steps 10,40] V1P_BINARY [NAME=DIST_DIR …]
 (default DIST_DIR: dist/, built by `trunk build`)"""
 import argparse, json, os, pathlib, statistics, subprocess, sys
 
@@ -17,7 +17,6 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 DEMO = ROOT / "data" / "simulated-v1.mat"
-SHORT, LONG = 10, 40
 
 
 def page_seconds(driver, base, steps):
@@ -37,16 +36,19 @@ def native_seconds(binary, steps):
     return json.loads(out)["timing"]["total_seconds"]
 
 
-def ms_per_step(seconds):
-    return (seconds(LONG) - seconds(SHORT)) * 1000 / (LONG - SHORT)
+def ms_per_step(seconds, steps):
+    short, long = steps
+    return (seconds(long) - seconds(short)) * 1000 / (long - short)
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", default="10,40", help="SHORT,LONG: the two runs' lengths (longer: less noise)")
     parser.add_argument("binary")
     parser.add_argument("builds", nargs="*", help="NAME=DIST_DIR")
     args = parser.parse_args()
+    steps = [int(n) for n in args.steps.split(",")]
     builds = dict(item.split("=", 1) for item in args.builds) or {"page": str(ROOT / "dist")}
     servers = {name: serve(dist) for name, dist in builds.items()}
     driver = chromium()
@@ -55,8 +57,8 @@ def main():
         for round_ in range(args.rounds):
             for name, server in servers.items():
                 base = f"http://127.0.0.1:{server.server_address[1]}"
-                times[name].append(ms_per_step(lambda steps: page_seconds(driver, base, steps)))
-            times["native"].append(ms_per_step(lambda steps: native_seconds(args.binary, steps)))
+                times[name].append(ms_per_step(lambda n: page_seconds(driver, base, n), steps))
+            times["native"].append(ms_per_step(lambda n: native_seconds(args.binary, n), steps))
             print(f"round {round_ + 1}: " + ", ".join(f"{n} {v[-1]:.1f} ms" for n, v in times.items()), flush=True)
     finally:
         driver.quit()
