@@ -402,11 +402,17 @@ pub struct Member {
 impl Member {
     /// Each neuron's drive (before the output nonlinearity). `mask` [batch, hidden]
     /// multiplies the hidden units (0 for a dropped unit, 1/keep for a kept one).
-    fn drive(&self, images: Tensor<4>, mask: Option<Tensor<2>>) -> Tensor<2> {
+    /// `images_fixed`: no gradient is wanted for the images (training and evaluation, not
+    /// looking inside), so conv 1 may take [`conv_by_patches`].
+    fn drive(&self, images: Tensor<4>, mask: Option<Tensor<2>>, images_fixed: bool) -> Tensor<2> {
         let mut x = images;
-        for block in &self.conv_blocks {
-            let conv =
-                conv_by_patches(&block.conv, x.clone()).unwrap_or_else(|| block.conv.forward(x));
+        for (layer, block) in self.conv_blocks.iter().enumerate() {
+            let by_patches = if layer == 0 && images_fixed {
+                conv_by_patches(&block.conv, x.clone())
+            } else {
+                None
+            };
+            let conv = by_patches.unwrap_or_else(|| block.conv.forward(x));
             x = block.pool.forward(relu(conv));
         }
         // Flatten in the seed's NHWC order, so exported dense weights match its layout.
@@ -424,37 +430,52 @@ impl Member {
     }
 }
 
+/// Patches held at a time by [`conv_by_patches`], in floats (16 MB): a training batch of the
+/// seed's network needs 1.8 M; an evaluation of hundreds of images goes in chunks.
+const PATCH_BUDGET: usize = 1 << 22;
+
 /// A one-channel convolution on the CPU backend as one matrix product over the image's
 /// patches (im2col), or `None` where Burn's own convolution is used. For a one-channel input
-/// `burn-flex` picks a direct "small channel" kernel that took about a third of a CPU
-/// training step (BENCHMARKS.md), several times slower than its matrix product. Only for
-/// inputs that need no gradient (the images while training or evaluating), since the
-/// patches are a strided view that looking inside the network would differentiate slowly.
+/// and at most 16 filters `burn-flex` picks a direct "small channel" kernel that took about a
+/// third of a CPU training step (BENCHMARKS.md), several times slower than its matrix
+/// product. Only for images that need no gradient: autodiff would take the patches' strided
+/// view apart window by window.
 fn conv_by_patches(conv: &Conv2d, x: Tensor<4>) -> Option<Tensor<4>> {
     let [batch, channels, height, width] = x.dims();
     let [filters, _, kh, kw] = conv.weight.dims();
     let plain = conv.stride == [1, 1] && conv.dilation == [1, 1] && conv.groups == 1;
+    // Where burn-flex would take its small-channel kernel (its own 1×1 path is fast).
+    let small_channel = channels == 1 && filters <= 16 && kh * kw > 1;
     let on_cpu = x.device().without_autodiff() == Device::flex();
-    if channels != 1
-        || !plain
-        || conv.padding != PaddingConfig2d::Valid
-        || !on_cpu
-        || x.is_require_grad()
-    {
+    if !small_channel || !plain || conv.padding != PaddingConfig2d::Valid || !on_cpu {
         return None;
     }
     let (out_h, out_w) = (height + 1 - kh, width + 1 - kw);
-    // [batch, 1, out_h, out_w, kh, kw] as a view; then one copy into [batch, kh·kw, out_h·out_w].
-    let windows: Tensor<6> = x.unfold::<5, _>(2, kh, 1).unfold(3, kw, 1);
-    let patches = windows
-        .permute([0, 1, 4, 5, 2, 3])
-        .reshape([batch, kh * kw, out_h * out_w]);
     let weight = conv.weight.val().reshape([1, filters, kh * kw]);
-    let mut out = weight.matmul(patches);
-    if let Some(bias) = &conv.bias {
-        out = out + bias.val().reshape([1, filters, 1]);
+    let bias = conv.bias.as_ref().map(|b| b.val().reshape([1, filters, 1]));
+    let product = |x: Tensor<4>| {
+        let images = x.dims()[0];
+        // [images, 1, out_h, out_w, kh, kw] as a view; one copy into [images, kh·kw, out_h·out_w].
+        let windows: Tensor<6> = x.unfold::<5, _>(2, kh, 1).unfold(3, kw, 1);
+        let patches = windows
+            .permute([0, 1, 4, 5, 2, 3])
+            .reshape([images, kh * kw, out_h * out_w]);
+        let out = weight.clone().matmul(patches);
+        let out = match &bias {
+            Some(bias) => out + bias.clone(),
+            None => out,
+        };
+        out.reshape([images, filters, out_h, out_w])
+    };
+    let chunk = (PATCH_BUDGET / (kh * kw * out_h * out_w)).max(1);
+    if batch <= chunk {
+        return Some(product(x));
     }
-    Some(out.reshape([batch, filters, out_h, out_w]))
+    let parts = (0..batch)
+        .step_by(chunk)
+        .map(|start| product(x.clone().narrow(0, start, chunk.min(batch - start))))
+        .collect();
+    Some(Tensor::cat(parts, 0))
 }
 
 /// The trainable model. Input: images [batch, height, width] of raw pixel values.
@@ -507,30 +528,33 @@ impl InputScaling {
 impl Network {
     /// Prediction without dropout (evaluation, inference): the members' mean rate.
     pub fn forward(&self, images: Tensor<3>) -> Tensor<2> {
+        let fixed = !images.is_require_grad();
         let x = self.input(images);
         mean_of(
             self.members
                 .iter()
-                .map(|m| self.output.apply(m.drive(x.clone(), None))),
+                .map(|m| self.output.apply(m.drive(x.clone(), None, fixed))),
         )
     }
 
     /// The members' mean drive (before the output nonlinearity). Looking inside the network
     /// differentiates this, since a silent neuron's ReLU rate has no gradient.
     pub fn drive(&self, images: Tensor<3>) -> Tensor<2> {
+        let fixed = !images.is_require_grad();
         let x = self.input(images);
-        mean_of(self.members.iter().map(|m| m.drive(x.clone(), None)))
+        mean_of(self.members.iter().map(|m| m.drive(x.clone(), None, fixed)))
     }
 
     /// Training forward pass: every member's own rates, with its own dropout mask (one per
     /// member, `None` where the member has no hidden layer or dropout is off). Each member
     /// is trained on its own loss, as independent networks would be.
     pub fn member_rates(&self, images: Tensor<3>, masks: Vec<Option<Tensor<2>>>) -> Vec<Tensor<2>> {
+        let fixed = !images.is_require_grad();
         let x = self.input(images);
         self.members
             .iter()
             .zip(masks)
-            .map(|(m, mask)| self.output.apply(m.drive(x.clone(), mask)))
+            .map(|(m, mask)| self.output.apply(m.drive(x.clone(), mask, fixed)))
             .collect()
     }
 
@@ -565,13 +589,24 @@ fn mean_of(outputs: impl Iterator<Item = Tensor<2>>) -> Tensor<2> {
 mod tests {
     use super::*;
 
+    /// Largest |a − b| relative to the largest |b|.
+    fn relative_difference<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        let largest: f32 = (a - b.clone()).abs().max().into_scalar();
+        let scale: f32 = b.abs().max().into_scalar();
+        largest / scale
+    }
+
     #[test]
-    fn conv_by_patches_equals_burns_convolution_and_is_used_only_where_meant() {
-        let device = Device::flex();
+    fn conv_by_patches_equals_burns_convolution_with_its_gradients() {
+        // Non-square images and kernel, so that a mix-up of height and width shows; 300
+        // images, so that the product runs in chunks (PATCH_BUDGET).
+        let device = Device::flex().autodiff();
         let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let pixels: Vec<f32> = truncated_normal(&mut rng, 50.0, 3 * 33 * 33);
-        let images = Tensor::<1>::from_floats(pixels.as_slice(), &device).reshape([3, 1, 33, 33]);
-        let mut conv = Conv2dConfig::new([1, 16], [7, 7])
+        let [batch, height, width, kh, kw] = [300, 31, 37, 5, 7];
+        let pixels = truncated_normal(&mut rng, 50.0, batch * height * width);
+        let images =
+            Tensor::<1>::from_floats(pixels.as_slice(), &device).reshape([batch, 1, height, width]);
+        let mut conv = Conv2dConfig::new([1, 16], [kh, kw])
             .with_padding(PaddingConfig2d::Valid)
             .init(&device);
         conv.bias = Some(init::param(
@@ -579,21 +614,42 @@ mod tests {
             [16],
             &device,
         ));
+        assert!(PATCH_BUDGET / (kh * kw * (height + 1 - kh) * (width + 1 - kw)) < batch);
         let by_patches = conv_by_patches(&conv, images.clone()).expect("used on the CPU");
-        let by_burn = conv.forward(images.clone());
-        assert_eq!(by_patches.dims(), [3, 16, 27, 27]);
-        let largest: f32 = (by_patches - by_burn.clone()).abs().max().into_scalar();
-        let scale: f32 = by_burn.abs().max().into_scalar();
-        assert!(largest <= 1e-5 * scale, "{largest} of {scale}");
+        let by_burn = conv.forward(images);
+        assert_eq!(
+            by_patches.dims(),
+            [batch, 16, height + 1 - kh, width + 1 - kw]
+        );
+        assert!(relative_difference(by_patches.clone(), by_burn.clone()) <= 1e-5);
 
-        // Not for images that are differentiated (looking inside), nor for more channels.
-        let tracked = Tensor::<1>::from_floats(pixels.as_slice(), &device.clone().autodiff())
-            .reshape([3, 1, 33, 33])
-            .require_grad();
-        assert!(conv_by_patches(&conv, tracked).is_none());
-        let two_channels = Tensor::cat(vec![images.clone(), images], 1);
-        let conv2 = Conv2dConfig::new([2, 4], [7, 7]).init(&device);
-        assert!(conv_by_patches(&conv2, two_channels).is_none());
+        // The same loss through both: the same weight and bias gradients.
+        let weights = truncated_normal(&mut rng, 1.0, by_burn.shape().num_elements());
+        let weights = Tensor::<1>::from_floats(weights.as_slice(), &device).reshape(by_burn.dims());
+        let patches_grads = (by_patches * weights.clone()).sum().backward();
+        let burn_grads = (by_burn * weights).sum().backward();
+        let grad = |grads| conv.weight.grad(grads).expect("a weight gradient");
+        assert!(relative_difference(grad(&patches_grads), grad(&burn_grads)) <= 1e-4);
+        let bias = conv.bias.as_ref().unwrap();
+        let bias_grad = |grads| bias.grad(grads).expect("a bias gradient");
+        assert!(relative_difference(bias_grad(&patches_grads), bias_grad(&burn_grads)) <= 1e-4);
+    }
+
+    #[test]
+    fn conv_by_patches_is_used_only_where_burns_small_channel_kernel_would_be() {
+        let device = Device::flex();
+        let images = |channels| Tensor::<4>::ones([2, channels, 33, 33], &device);
+        let conv = |channels, filters, size| {
+            Conv2dConfig::new([channels, filters], [size, size]).init(&device)
+        };
+        assert!(conv_by_patches(&conv(1, 16, 7), images(1)).is_some());
+        assert!(conv_by_patches(&conv(2, 4, 7), images(2)).is_none());
+        assert!(conv_by_patches(&conv(1, 17, 7), images(1)).is_none());
+        assert!(conv_by_patches(&conv(1, 16, 1), images(1)).is_none());
+        let padded = Conv2dConfig::new([1, 16], [7, 7])
+            .with_padding(PaddingConfig2d::Same)
+            .init(&device);
+        assert!(conv_by_patches(&padded, images(1)).is_none());
     }
 
     #[test]

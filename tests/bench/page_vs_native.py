@@ -49,6 +49,8 @@ def main():
     parser.add_argument("builds", nargs="*", help="NAME=DIST_DIR")
     args = parser.parse_args()
     steps = [int(n) for n in args.steps.split(",")]
+    if len(steps) != 2 or not 0 < steps[0] < steps[1]:
+        parser.error("--steps takes SHORT,LONG with 0 < SHORT < LONG")
     builds = dict(item.split("=", 1) for item in args.builds) or {"page": str(ROOT / "dist")}
     servers = {name: serve(dist) for name, dist in builds.items()}
     driver = chromium()
