@@ -17,8 +17,9 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 const SESSION_07: &str = "07mean50ms_smallim_d2_crop.mat";
 // GPU calls of the seed network, with margin (see `webgpu_dispatches_per_training_step_and_evaluation`):
-// measured 53.1 per step and 13 per evaluation with Burn's fusion, 82 and 19 without.
-const DISPATCHES_PER_STEP_BOUND: f64 = 60.0;
+// measured 47 per step and 13 per evaluation (82 and 19 without Burn's fusion, 53.1 and 13
+// with it before the model's layers were reordered for the GPU).
+const DISPATCHES_PER_STEP_BOUND: f64 = 52.0;
 const DISPATCHES_PER_EVAL_BOUND: f64 = 16.0;
 
 async fn fetch_bytes(url: &str) -> Vec<u8> {
@@ -304,4 +305,9 @@ async fn webgpu_dispatches_per_training_step_and_evaluation() {
         eval <= DISPATCHES_PER_EVAL_BOUND,
         "{eval} dispatches per evaluation"
     );
+    // wasm-bindgen-test shows a test's console only when it fails: built with
+    // V1P_SHOW_KERNELS set, this test fails on purpose to list the kernels.
+    if option_env!("V1P_SHOW_KERNELS").is_some() {
+        panic!("failing on purpose (V1P_SHOW_KERNELS) to show the kernels above");
+    }
 }

@@ -12,6 +12,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, softplus};
+use burn::tensor::ops::ConvOptions;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -412,14 +413,26 @@ impl Member {
             } else {
                 None
             };
-            let conv = by_patches.unwrap_or_else(|| block.conv.forward(x));
-            x = block.pool.forward(relu(conv));
+            let filtered = by_patches.unwrap_or_else(|| filter(&block.conv, x));
+            // The seed's conv + bias → ReLU → pool, as conv → pool → bias → ReLU. Max pooling
+            // commutes with adding a constant per channel and with the ReLU (both monotone),
+            // so the values are the same, and the bias and ReLU run on the pooled map, a
+            // quarter of the size; on the GPU the bias gradient then needs no layout copy.
+            // (Gradients could differ only where rounding after the bias ties two values.)
+            x = max_pool(&block.pool, filtered);
+            // The last block's bias and ReLU come with the flatten below, where the GPU fuses
+            // them into one kernel.
+            if layer + 1 < self.conv_blocks.len() {
+                x = relu_keeping_its_mask(x + channel_bias(&block.conv));
+            }
         }
         // Flatten in the seed's NHWC order, so exported dense weights match its layout.
         let [batch, channels, height, width] = x.dims();
-        let mut x = x
-            .permute([0, 2, 3, 1])
-            .reshape([batch, height * width * channels]);
+        let mut x = x.permute([0, 2, 3, 1]);
+        if let Some(last) = self.conv_blocks.last() {
+            x = relu(x + channel_bias(&last.conv).permute([0, 2, 3, 1]));
+        }
+        let mut x = x.reshape([batch, height * width * channels]);
         if let Some(hidden) = &self.hidden {
             x = relu(hidden.forward(x));
             if let Some(mask) = mask {
@@ -430,44 +443,87 @@ impl Member {
     }
 }
 
-/// Patches held at a time by [`conv_by_patches`], in floats (16 MB): a training batch of the
-/// seed's network needs 1.8 M; an evaluation of hundreds of images goes in chunks.
-const PATCH_BUDGET: usize = 1 << 22;
+/// A convolution's bias as [1, filters, 1, 1] (zeros for a layer without one).
+fn channel_bias(conv: &Conv2d) -> Tensor<4> {
+    match &conv.bias {
+        Some(bias) => bias.val().reshape([1, -1, 1, 1]),
+        None => Tensor::zeros([1, conv.weight.dims()[0], 1, 1], &conv.weight.device()),
+    }
+}
 
-/// A one-channel convolution on the CPU backend as one matrix product over the image's
-/// patches (im2col), or `None` where Burn's own convolution is used. For a one-channel input
-/// and at most 16 filters `burn-flex` picks a direct "small channel" kernel that took about a
-/// third of a CPU training step (BENCHMARKS.md), several times slower than its matrix
-/// product. Only for images that need no gradient: autodiff would take the patches' strided
-/// view apart window by window.
+/// The convolution without its bias (VALID padding, as every layer here has).
+fn filter(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    debug_assert_eq!(conv.padding, PaddingConfig2d::Valid);
+    let options = ConvOptions::new(conv.stride, [0, 0], conv.dilation, conv.groups);
+    burn::tensor::module::conv2d(x, conv.weight.val(), None, options)
+}
+
+/// ReLU as a masked fill that keeps its mask, so that its backward pass is one masked fill.
+/// Burn's ReLU compares again in its backward pass; after a convolution's input gradient
+/// (where the GPU cannot fuse) that is two kernel launches instead of one. Same values and
+/// gradients (0 at x ≤ 0).
+fn relu_keeping_its_mask<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let off = x.clone().lower_equal_elem(0.0);
+    x.mask_fill(off, 0.0)
+}
+
+/// Patches held at a time by [`conv_by_patches`], in floats: on the CPU 16 MB (a training
+/// batch of the seed's network needs 1.8 M floats; an evaluation of hundreds of images goes
+/// in chunks); on the GPU 64 MB, half of WebGPU's smallest binding limit (128 MB), so that an
+/// evaluation of the recordings' 270 images is one product.
+const PATCH_BUDGET_CPU: usize = 1 << 22;
+const PATCH_BUDGET_GPU: usize = 1 << 24;
+
+/// A one-channel convolution (without its bias) as one matrix product over the image's
+/// patches (im2col), or `None` where Burn's own convolution is used. Only for images that need
+/// no gradient: autodiff would take the patches' strided view apart window by window.
+/// - On the CPU, where `burn-flex` would pick its direct "small channel" kernel (≤ 16 filters),
+///   which took about a third of a CPU training step (BENCHMARKS.md), several times slower
+///   than its matrix product. Per image: filters × patches.
+/// - On the GPU, Burn's convolution copies the image and the filters into its channels-last
+///   layout, and its filter gradient swaps and copies both operands again: six kernel
+///   launches a step, against three here (the patches' copy, the product, and the product's
+///   gradient). Patches × filters, which leaves the output channels-last, the layout the
+///   GPU's pooling reads without a copy.
 fn conv_by_patches(conv: &Conv2d, x: Tensor<4>) -> Option<Tensor<4>> {
     let [batch, channels, height, width] = x.dims();
     let [filters, _, kh, kw] = conv.weight.dims();
     let plain = conv.stride == [1, 1] && conv.dilation == [1, 1] && conv.groups == 1;
-    // Where burn-flex would take its small-channel kernel (its own 1×1 path is fast).
-    let small_channel = channels == 1 && filters <= 16 && kh * kw > 1;
     let on_cpu = x.device().without_autodiff() == Device::flex();
-    if !small_channel || !plain || conv.padding != PaddingConfig2d::Valid || !on_cpu {
+    // Where burn-flex would take its small-channel kernel (its own 1×1 path is fast).
+    let small_channel = channels == 1 && (filters <= 16 || !on_cpu) && kh * kw > 1;
+    if !small_channel || !plain || conv.padding != PaddingConfig2d::Valid {
         return None;
     }
     let (out_h, out_w) = (height + 1 - kh, width + 1 - kw);
-    let weight = conv.weight.val().reshape([1, filters, kh * kw]);
-    let bias = conv.bias.as_ref().map(|b| b.val().reshape([1, filters, 1]));
     let product = |x: Tensor<4>| {
         let images = x.dims()[0];
-        // [images, 1, out_h, out_w, kh, kw] as a view; one copy into [images, kh·kw, out_h·out_w].
+        // [images, 1, out_h, out_w, kh, kw] as a view; one copy lays the patches out.
         let windows: Tensor<6> = x.unfold::<5, _>(2, kh, 1).unfold(3, kw, 1);
-        let patches = windows
-            .permute([0, 1, 4, 5, 2, 3])
-            .reshape([images, kh * kw, out_h * out_w]);
-        let out = weight.clone().matmul(patches);
-        let out = match &bias {
-            Some(bias) => out + bias.clone(),
-            None => out,
-        };
-        out.reshape([images, filters, out_h, out_w])
+        if on_cpu {
+            let patches =
+                windows
+                    .permute([0, 1, 4, 5, 2, 3])
+                    .reshape([images, kh * kw, out_h * out_w]);
+            let weight = conv.weight.val().reshape([1, filters, kh * kw]);
+            weight
+                .matmul(patches)
+                .reshape([images, filters, out_h, out_w])
+        } else {
+            let patches = windows.reshape([images * out_h * out_w, kh * kw]);
+            let weight = conv.weight.val().reshape([filters, kh * kw]).transpose();
+            patches
+                .matmul(weight)
+                .reshape([images, out_h, out_w, filters])
+                .permute([0, 3, 1, 2])
+        }
     };
-    let chunk = (PATCH_BUDGET / (kh * kw * out_h * out_w)).max(1);
+    let budget = if on_cpu {
+        PATCH_BUDGET_CPU
+    } else {
+        PATCH_BUDGET_GPU
+    };
+    let chunk = (budget / (kh * kw * out_h * out_w)).max(1);
     if batch <= chunk {
         return Some(product(x));
     }
@@ -476,6 +532,98 @@ fn conv_by_patches(conv: &Conv2d, x: Tensor<4>) -> Option<Tensor<4>> {
         .map(|start| product(x.clone().narrow(0, start, chunk.min(batch - start))))
         .collect();
     Some(Tensor::cat(parts, 0))
+}
+
+/// Max pooling; on the CPU backend as a gather of each window's maximum, found on the host.
+/// burn-flex's max pool is a scalar loop that recomputes each window's bounds (divisions) per
+/// output: with its backward pass, about a sixth of a CPU training step (BENCHMARKS.md). The
+/// gather picks the element burn-flex picks (the window's first maximum in row-major order),
+/// so values and gradients are the same; its backward pass is a scatter-add.
+fn max_pool(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    let plain =
+        pool.padding == PaddingConfig2d::Valid && pool.dilation == [1, 1] && !pool.ceil_mode;
+    if !plain || x.device().without_autodiff() != Device::flex() {
+        return pool.forward(x);
+    }
+    let [batch, channels, height, width] = x.dims();
+    let windows = PoolWindows {
+        size: pool.kernel_size,
+        stride: pool.stride,
+        input: [height, width],
+    };
+    let [out_h, out_w] = windows.output();
+    let values = x.clone().into_data();
+    let values: &[f32] = values.as_slice().expect("f32 activations");
+    // burn-flex lets a NaN win its window; the search below would not, so such inputs (a run
+    // that is diverging) keep burn-flex's pooling.
+    if values.iter().fold(false, |nan, v| nan | v.is_nan()) {
+        return pool.forward(x);
+    }
+    let mut picks = vec![0i32; batch * channels * out_h * out_w];
+    // Natively the planes are shared out over the thread pool burn-flex uses; the page's
+    // wasm has no threads.
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        picks
+            .par_chunks_mut(out_h * out_w)
+            .zip(values.par_chunks_exact(height * width))
+            .for_each(|(picks, plane)| windows.pick_maxima(plane, picks));
+    }
+    #[cfg(target_arch = "wasm32")]
+    for (picks, plane) in picks
+        .chunks_exact_mut(out_h * out_w)
+        .zip(values.chunks_exact(height * width))
+    {
+        windows.pick_maxima(plane, picks);
+    }
+    let picks = TensorData::new(picks, [batch * channels, out_h * out_w]);
+    let picks = Tensor::<2, Int>::from_data(picks, &x.device());
+    x.reshape([batch * channels, height * width])
+        .gather(1, picks)
+        .reshape([batch, channels, out_h, out_w])
+}
+
+/// The windows of a VALID max pool over one [height, width] plane.
+struct PoolWindows {
+    size: [usize; 2],
+    stride: [usize; 2],
+    input: [usize; 2],
+}
+
+impl PoolWindows {
+    fn output(&self) -> [usize; 2] {
+        [0, 1].map(|axis| (self.input[axis] - self.size[axis]) / self.stride[axis] + 1)
+    }
+
+    /// Each window's first maximum (row-major order) as an index into the plane, for a plane
+    /// without NaNs. An output row's windows go side by side, so the comparisons are
+    /// independent and without branches (they are unpredictable).
+    fn pick_maxima(&self, plane: &[f32], picks: &mut [i32]) {
+        let ([kh, kw], [sh, sw], [_, width]) = (self.size, self.stride, self.input);
+        let [_, out_w] = self.output();
+        let mut best_value = vec![0.0; out_w];
+        for (i, best) in picks.chunks_exact_mut(out_w).enumerate() {
+            let top = i * sh * width;
+            for (j, (best, best_value)) in best.iter_mut().zip(&mut best_value).enumerate() {
+                *best = (top + j * sw) as i32;
+                *best_value = plane[top + j * sw];
+            }
+            for di in 0..kh {
+                for dj in 0..kw {
+                    let start = top + di * width + dj;
+                    for (j, (best, best_value)) in best.iter_mut().zip(&mut best_value).enumerate()
+                    {
+                        let at = start + j * sw;
+                        let value = plane[at];
+                        *best =
+                            std::hint::select_unpredictable(value > *best_value, at as i32, *best);
+                        *best_value = best_value.max(value);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The trainable model. Input: images [batch, height, width] of raw pixel values.
@@ -599,7 +747,7 @@ mod tests {
     #[test]
     fn conv_by_patches_equals_burns_convolution_with_its_gradients() {
         // Non-square images and kernel, so that a mix-up of height and width shows; 300
-        // images, so that the product runs in chunks (PATCH_BUDGET).
+        // images, so that the product runs in chunks (PATCH_BUDGET_CPU).
         let device = Device::flex().autodiff();
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         let [batch, height, width, kh, kw] = [300, 31, 37, 5, 7];
@@ -614,8 +762,10 @@ mod tests {
             [16],
             &device,
         ));
-        assert!(PATCH_BUDGET / (kh * kw * (height + 1 - kh) * (width + 1 - kw)) < batch);
-        let by_patches = conv_by_patches(&conv, images.clone()).expect("used on the CPU");
+        assert!(PATCH_BUDGET_CPU / (kh * kw * (height + 1 - kh) * (width + 1 - kw)) < batch);
+        // Without its bias, which the network adds after pooling.
+        let bias = conv.bias.as_ref().unwrap().val().reshape([1, -1, 1, 1]);
+        let by_patches = conv_by_patches(&conv, images.clone()).expect("used on the CPU") + bias;
         let by_burn = conv.forward(images);
         assert_eq!(
             by_patches.dims(),
@@ -633,6 +783,123 @@ mod tests {
         let bias = conv.bias.as_ref().unwrap();
         let bias_grad = |grads| bias.grad(grads).expect("a bias gradient");
         assert!(relative_difference(bias_grad(&patches_grads), bias_grad(&burn_grads)) <= 1e-4);
+    }
+
+    /// The network's order (conv → pool → bias → ReLU, conv 1 by patches, pooling by gather)
+    /// against the seed's (conv + bias → ReLU → pool) written with Burn's own layers: the
+    /// same rates and the same gradient for every parameter.
+    #[test]
+    fn the_seed_network_computes_what_the_seeds_order_of_layers_does() {
+        let device = Device::flex().autodiff();
+        let network = ModelConfig::new().init([33, 33], 7, 4, &device).unwrap();
+        let member = &network.members[0];
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let pixels = truncated_normal(&mut rng, 40.0, 20 * 33 * 33);
+        let images =
+            Tensor::<1>::from_floats(pixels.as_slice(), &device).reshape([20, 1, 33, 33]) + 60.0;
+        let ours = member.drive(images.clone(), None, true);
+        let mut x = images;
+        for block in &member.conv_blocks {
+            x = block.pool.forward(relu(block.conv.forward(x)));
+        }
+        let [batch, channels, height, width] = x.dims();
+        let x = x
+            .permute([0, 2, 3, 1])
+            .reshape([batch, height * width * channels]);
+        let hidden = member.hidden.as_ref().unwrap();
+        let seeds = member.output.forward(relu(hidden.forward(x)));
+        assert!(relative_difference(ours.clone(), seeds.clone()) <= 1e-5);
+
+        let weights = truncated_normal(&mut rng, 1.0, seeds.shape().num_elements());
+        let weights = Tensor::<1>::from_floats(weights.as_slice(), &device).reshape(seeds.dims());
+        let our_grads = (ours * weights.clone()).sum().backward();
+        let seed_grads = (seeds * weights).sum().backward();
+        let differ = |name: String, ours: Option<Tensor<1>>, seeds: Option<Tensor<1>>| {
+            let difference = relative_difference(ours.unwrap(), seeds.unwrap());
+            assert!(
+                difference <= 1e-4,
+                "{name}'s gradient differs by {difference}"
+            );
+        };
+        let flat = |param: &burn::module::Param<Tensor<4>>, grads| {
+            param.grad(grads).map(|g| g.flatten(0, 3))
+        };
+        for (layer, block) in member.conv_blocks.iter().enumerate() {
+            let weight = &block.conv.weight;
+            let bias = block.conv.bias.as_ref().unwrap();
+            differ(
+                format!("conv {layer}"),
+                flat(weight, &our_grads),
+                flat(weight, &seed_grads),
+            );
+            differ(
+                format!("conv {layer} bias"),
+                bias.grad(&our_grads),
+                bias.grad(&seed_grads),
+            );
+        }
+        for (name, layer) in [("hidden", hidden), ("output", &member.output)] {
+            let weight = |grads| layer.weight.grad(grads).map(|g: Tensor<2>| g.flatten(0, 1));
+            differ(name.to_string(), weight(&our_grads), weight(&seed_grads));
+            let bias = layer.bias.as_ref().unwrap();
+            differ(
+                format!("{name} bias"),
+                bias.grad(&our_grads),
+                bias.grad(&seed_grads),
+            );
+        }
+    }
+
+    /// Max pooling on the CPU (a gather) against Burn's own, values and input gradients,
+    /// for overlapping and tiling windows on non-square maps, with ties: half the inputs are
+    /// zero, as after a ReLU, and the gradient must reach the same (first) zero.
+    #[test]
+    fn max_pool_by_gather_equals_burns_max_pool_with_its_gradients() {
+        let device = Device::flex().autodiff();
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let [batch, channels, height, width] = [3, 5, 27, 20];
+        for (size, stride) in [([3, 3], [2, 2]), ([2, 3], [2, 1]), ([2, 2], [2, 2])] {
+            let pool = MaxPool2dConfig::new(size).with_strides(stride).init();
+            let pixels: Vec<f32> =
+                truncated_normal(&mut rng, 1.0, batch * channels * height * width)
+                    .into_iter()
+                    .map(|v| v.max(0.0))
+                    .collect();
+            let input = || {
+                Tensor::<1>::from_floats(pixels.as_slice(), &device)
+                    .reshape([batch, channels, height, width])
+                    .require_grad()
+            };
+            let (ours_in, burns_in) = (input(), input());
+            let ours = max_pool(&pool, ours_in.clone());
+            let burns = pool.forward(burns_in.clone());
+            assert_eq!(ours.dims(), burns.dims());
+            assert_eq!(ours.clone().into_data(), burns.clone().into_data());
+            let weights = truncated_normal(&mut rng, 1.0, burns.shape().num_elements());
+            let weights =
+                Tensor::<1>::from_floats(weights.as_slice(), &device).reshape(burns.dims());
+            let ours_grads = (ours * weights.clone()).sum().backward();
+            let burns_grads = (burns * weights).sum().backward();
+            assert_eq!(
+                ours_in.grad(&ours_grads).unwrap().into_data(),
+                burns_in.grad(&burns_grads).unwrap().into_data(),
+                "input gradients, window {size:?} stride {stride:?}"
+            );
+        }
+    }
+
+    /// A NaN wins its window in Burn's pooling (a diverging run must show NaN); so it does
+    /// on the CPU path.
+    #[test]
+    fn max_pool_by_gather_lets_a_nan_through() {
+        let device = Device::flex();
+        let pool = MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).init();
+        let mut pixels = vec![1.0f32; 2 * 9 * 9];
+        pixels[10] = f32::NAN;
+        let input = Tensor::<1>::from_floats(pixels.as_slice(), &device).reshape([1, 2, 9, 9]);
+        let pooled: Vec<f32> = max_pool(&pool, input).into_data().try_to_vec().unwrap();
+        assert!(pooled[0].is_nan());
+        assert_eq!(pooled.iter().filter(|v| v.is_nan()).count(), 1);
     }
 
     #[test]

@@ -37,7 +37,11 @@ pub enum LossKind {
 impl LossKind {
     pub fn of(self, predicted: Tensor<2>, measured: Tensor<2>) -> Tensor<1> {
         match self {
-            Self::Mse => (predicted - measured).powi_scalar(2).mean(),
+            // Flattened first: the GPU reduces a matrix one axis at a time (two launches).
+            Self::Mse => (predicted - measured)
+                .powi_scalar(2)
+                .flatten::<1>(0, 1)
+                .mean(),
             Self::Poisson => (predicted.clone() - measured * (predicted + 1e-6).log()).mean(),
         }
     }
