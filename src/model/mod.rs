@@ -416,9 +416,9 @@ impl Member {
             let filtered = by_patches.unwrap_or_else(|| filter(&block.conv, x));
             // The seed's conv + bias → ReLU → pool, as conv → pool → bias → ReLU. Max pooling
             // commutes with adding a constant per channel and with the ReLU (both monotone),
-            // so the values are the same, and the bias and ReLU run on the pooled map, a
-            // quarter of the size; on the GPU the bias gradient then needs no layout copy.
-            // (Gradients could differ only where rounding after the bias ties two values.)
+            // so the values are the same up to the rounding of where the bias is added, and
+            // the bias and ReLU run on the pooled map, a quarter of the size; on the GPU the
+            // bias gradient then needs no layout copy.
             x = max_pool(&block.pool, filtered);
             // The last block's bias and ReLU come with the flatten below, where the GPU fuses
             // them into one kernel.
@@ -453,7 +453,11 @@ fn channel_bias(conv: &Conv2d) -> Tensor<4> {
 
 /// The convolution without its bias (VALID padding, as every layer here has).
 fn filter(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    debug_assert_eq!(conv.padding, PaddingConfig2d::Valid);
+    assert_eq!(
+        conv.padding,
+        PaddingConfig2d::Valid,
+        "every layer here is VALID"
+    );
     let options = ConvOptions::new(conv.stride, [0, 0], conv.dilation, conv.groups);
     burn::tensor::module::conv2d(x, conv.weight.val(), None, options)
 }
@@ -467,63 +471,42 @@ fn relu_keeping_its_mask<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     x.mask_fill(off, 0.0)
 }
 
-/// Patches held at a time by [`conv_by_patches`], in floats: on the CPU 16 MB (a training
-/// batch of the seed's network needs 1.8 M floats; an evaluation of hundreds of images goes
-/// in chunks); on the GPU 64 MB, half of WebGPU's smallest binding limit (128 MB), so that an
-/// evaluation of the recordings' 270 images is one product.
-const PATCH_BUDGET_CPU: usize = 1 << 22;
-const PATCH_BUDGET_GPU: usize = 1 << 24;
+/// Patches held at a time by [`conv_by_patches`], in floats (16 MB): a training batch of the
+/// seed's network needs 1.8 M; an evaluation of hundreds of images goes in chunks.
+const PATCH_BUDGET: usize = 1 << 22;
 
-/// A one-channel convolution (without its bias) as one matrix product over the image's
-/// patches (im2col), or `None` where Burn's own convolution is used. Only for images that need
-/// no gradient: autodiff would take the patches' strided view apart window by window.
-/// - On the CPU, where `burn-flex` would pick its direct "small channel" kernel (≤ 16 filters),
-///   which took about a third of a CPU training step (BENCHMARKS.md), several times slower
-///   than its matrix product. Per image: filters × patches.
-/// - On the GPU, Burn's convolution copies the image and the filters into its channels-last
-///   layout, and its filter gradient swaps and copies both operands again: six kernel
-///   launches a step, against three here (the patches' copy, the product, and the product's
-///   gradient). Patches × filters, which leaves the output channels-last, the layout the
-///   GPU's pooling reads without a copy.
+/// A one-channel convolution (without its bias) on the CPU backend as one matrix product
+/// over the image's patches (im2col), or `None` where Burn's own convolution is used. For a
+/// one-channel input and at most 16 filters `burn-flex` picks a direct "small channel" kernel
+/// that took about a third of a CPU training step (BENCHMARKS.md), several times slower than
+/// its matrix product. Only for images that need no gradient: autodiff would take the
+/// patches' strided view apart window by window. (On the GPU the same product cost one
+/// kernel launch more per step than Burn's convolution: BENCHMARKS.md.)
 fn conv_by_patches(conv: &Conv2d, x: Tensor<4>) -> Option<Tensor<4>> {
     let [batch, channels, height, width] = x.dims();
     let [filters, _, kh, kw] = conv.weight.dims();
     let plain = conv.stride == [1, 1] && conv.dilation == [1, 1] && conv.groups == 1;
-    let on_cpu = x.device().without_autodiff() == Device::flex();
     // Where burn-flex would take its small-channel kernel (its own 1×1 path is fast).
-    let small_channel = channels == 1 && (filters <= 16 || !on_cpu) && kh * kw > 1;
-    if !small_channel || !plain || conv.padding != PaddingConfig2d::Valid {
+    let small_channel = channels == 1 && filters <= 16 && kh * kw > 1;
+    let on_cpu = x.device().without_autodiff() == Device::flex();
+    if !small_channel || !plain || conv.padding != PaddingConfig2d::Valid || !on_cpu {
         return None;
     }
     let (out_h, out_w) = (height + 1 - kh, width + 1 - kw);
+    let weight = conv.weight.val().reshape([1, filters, kh * kw]);
     let product = |x: Tensor<4>| {
         let images = x.dims()[0];
-        // [images, 1, out_h, out_w, kh, kw] as a view; one copy lays the patches out.
+        // [images, 1, out_h, out_w, kh, kw] as a view; one copy into [images, kh·kw, out_h·out_w].
         let windows: Tensor<6> = x.unfold::<5, _>(2, kh, 1).unfold(3, kw, 1);
-        if on_cpu {
-            let patches =
-                windows
-                    .permute([0, 1, 4, 5, 2, 3])
-                    .reshape([images, kh * kw, out_h * out_w]);
-            let weight = conv.weight.val().reshape([1, filters, kh * kw]);
-            weight
-                .matmul(patches)
-                .reshape([images, filters, out_h, out_w])
-        } else {
-            let patches = windows.reshape([images * out_h * out_w, kh * kw]);
-            let weight = conv.weight.val().reshape([filters, kh * kw]).transpose();
-            patches
-                .matmul(weight)
-                .reshape([images, out_h, out_w, filters])
-                .permute([0, 3, 1, 2])
-        }
+        let patches = windows
+            .permute([0, 1, 4, 5, 2, 3])
+            .reshape([images, kh * kw, out_h * out_w]);
+        weight
+            .clone()
+            .matmul(patches)
+            .reshape([images, filters, out_h, out_w])
     };
-    let budget = if on_cpu {
-        PATCH_BUDGET_CPU
-    } else {
-        PATCH_BUDGET_GPU
-    };
-    let chunk = (budget / (kh * kw * out_h * out_w)).max(1);
+    let chunk = (PATCH_BUDGET / (kh * kw * out_h * out_w)).max(1);
     if batch <= chunk {
         return Some(product(x));
     }
@@ -540,10 +523,20 @@ fn conv_by_patches(conv: &Conv2d, x: Tensor<4>) -> Option<Tensor<4>> {
 /// gather picks the element burn-flex picks (the window's first maximum in row-major order),
 /// so values and gradients are the same; its backward pass is a scatter-add.
 fn max_pool(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    match max_pool_by_gather(pool, x.clone()) {
+        Some(pooled) => pooled,
+        None => pool.forward(x),
+    }
+}
+
+/// [`max_pool`]'s gather, or `None` where Burn's pooling is used: not the CPU backend, a
+/// padded, dilated or ceil-mode pool, a window larger than the map, or a NaN in the input
+/// (burn-flex lets a NaN win its window; a run that shows one is diverging).
+fn max_pool_by_gather(pool: &MaxPool2d, x: Tensor<4>) -> Option<Tensor<4>> {
     let plain =
         pool.padding == PaddingConfig2d::Valid && pool.dilation == [1, 1] && !pool.ceil_mode;
     if !plain || x.device().without_autodiff() != Device::flex() {
-        return pool.forward(x);
+        return None;
     }
     let [batch, channels, height, width] = x.dims();
     let windows = PoolWindows {
@@ -551,13 +544,11 @@ fn max_pool(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
         stride: pool.stride,
         input: [height, width],
     };
-    let [out_h, out_w] = windows.output();
+    let [out_h, out_w] = windows.output()?;
     let values = x.clone().into_data();
     let values: &[f32] = values.as_slice().expect("f32 activations");
-    // burn-flex lets a NaN win its window; the search below would not, so such inputs (a run
-    // that is diverging) keep burn-flex's pooling.
     if values.iter().fold(false, |nan, v| nan | v.is_nan()) {
-        return pool.forward(x);
+        return None;
     }
     let mut picks = vec![0i32; batch * channels * out_h * out_w];
     // Natively the planes are shared out over the thread pool burn-flex uses; the page's
@@ -568,20 +559,28 @@ fn max_pool(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
         picks
             .par_chunks_mut(out_h * out_w)
             .zip(values.par_chunks_exact(height * width))
-            .for_each(|(picks, plane)| windows.pick_maxima(plane, picks));
+            .for_each_init(
+                || vec![0.0; out_w],
+                |row, (picks, plane)| windows.pick_maxima(plane, picks, row),
+            );
     }
     #[cfg(target_arch = "wasm32")]
-    for (picks, plane) in picks
-        .chunks_exact_mut(out_h * out_w)
-        .zip(values.chunks_exact(height * width))
     {
-        windows.pick_maxima(plane, picks);
+        let mut row = vec![0.0; out_w];
+        for (picks, plane) in picks
+            .chunks_exact_mut(out_h * out_w)
+            .zip(values.chunks_exact(height * width))
+        {
+            windows.pick_maxima(plane, picks, &mut row);
+        }
     }
     let picks = TensorData::new(picks, [batch * channels, out_h * out_w]);
     let picks = Tensor::<2, Int>::from_data(picks, &x.device());
-    x.reshape([batch * channels, height * width])
+    let pooled = x
+        .reshape([batch * channels, height * width])
         .gather(1, picks)
-        .reshape([batch, channels, out_h, out_w])
+        .reshape([batch, channels, out_h, out_w]);
+    Some(pooled)
 }
 
 /// The windows of a VALID max pool over one [height, width] plane.
@@ -592,28 +591,30 @@ struct PoolWindows {
 }
 
 impl PoolWindows {
-    fn output(&self) -> [usize; 2] {
-        [0, 1].map(|axis| (self.input[axis] - self.size[axis]) / self.stride[axis] + 1)
+    /// [out_h, out_w], or `None` where a window does not fit (or a stride is 0).
+    fn output(&self) -> Option<[usize; 2]> {
+        let along = |axis: usize| {
+            let room = self.input[axis].checked_sub(self.size[axis])?;
+            Some(room.checked_div(self.stride[axis])? + 1)
+        };
+        Some([along(0)?, along(1)?])
     }
 
     /// Each window's first maximum (row-major order) as an index into the plane, for a plane
     /// without NaNs. An output row's windows go side by side, so the comparisons are
-    /// independent and without branches (they are unpredictable).
-    fn pick_maxima(&self, plane: &[f32], picks: &mut [i32]) {
+    /// independent and without branches (they are unpredictable); `row` holds their maxima.
+    fn pick_maxima(&self, plane: &[f32], picks: &mut [i32], row: &mut [f32]) {
         let ([kh, kw], [sh, sw], [_, width]) = (self.size, self.stride, self.input);
-        let [_, out_w] = self.output();
-        let mut best_value = vec![0.0; out_w];
-        for (i, best) in picks.chunks_exact_mut(out_w).enumerate() {
+        for (i, best) in picks.chunks_exact_mut(row.len()).enumerate() {
             let top = i * sh * width;
-            for (j, (best, best_value)) in best.iter_mut().zip(&mut best_value).enumerate() {
+            for (j, (best, best_value)) in best.iter_mut().zip(row.iter_mut()).enumerate() {
                 *best = (top + j * sw) as i32;
                 *best_value = plane[top + j * sw];
             }
             for di in 0..kh {
                 for dj in 0..kw {
                     let start = top + di * width + dj;
-                    for (j, (best, best_value)) in best.iter_mut().zip(&mut best_value).enumerate()
-                    {
+                    for (j, (best, best_value)) in best.iter_mut().zip(row.iter_mut()).enumerate() {
                         let at = start + j * sw;
                         let value = plane[at];
                         *best =
@@ -747,7 +748,7 @@ mod tests {
     #[test]
     fn conv_by_patches_equals_burns_convolution_with_its_gradients() {
         // Non-square images and kernel, so that a mix-up of height and width shows; 300
-        // images, so that the product runs in chunks (PATCH_BUDGET_CPU).
+        // images, so that the product runs in chunks (PATCH_BUDGET).
         let device = Device::flex().autodiff();
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         let [batch, height, width, kh, kw] = [300, 31, 37, 5, 7];
@@ -762,7 +763,7 @@ mod tests {
             [16],
             &device,
         ));
-        assert!(PATCH_BUDGET_CPU / (kh * kw * (height + 1 - kh) * (width + 1 - kw)) < batch);
+        assert!(PATCH_BUDGET / (kh * kw * (height + 1 - kh) * (width + 1 - kw)) < batch);
         // Without its bias, which the network adds after pooling.
         let bias = conv.bias.as_ref().unwrap().val().reshape([1, -1, 1, 1]);
         let by_patches = conv_by_patches(&conv, images.clone()).expect("used on the CPU") + bias;
@@ -787,18 +788,50 @@ mod tests {
 
     /// The network's order (conv → pool → bias → ReLU, conv 1 by patches, pooling by gather)
     /// against the seed's (conv + bias → ReLU → pool) written with Burn's own layers: the
-    /// same rates and the same gradient for every parameter.
+    /// same rates and the same gradient for every parameter, for 1 to 3 conv layers with
+    /// biases that are not zero, and with images that are differentiated too (looking inside
+    /// the network takes Burn's convolution for conv 1).
     #[test]
-    fn the_seed_network_computes_what_the_seeds_order_of_layers_does() {
+    fn the_network_computes_what_the_seeds_order_of_layers_does() {
         let device = Device::flex().autodiff();
-        let network = ModelConfig::new().init([33, 33], 7, 4, &device).unwrap();
-        let member = &network.members[0];
         let mut rng = ChaCha8Rng::seed_from_u64(4);
-        let pixels = truncated_normal(&mut rng, 40.0, 20 * 33 * 33);
-        let images =
-            Tensor::<1>::from_floats(pixels.as_slice(), &device).reshape([20, 1, 33, 33]) + 60.0;
-        let ours = member.drive(images.clone(), None, true);
-        let mut x = images;
+        for layers in 1..=3 {
+            let config = ModelConfig::new()
+                .with_numconvlayer(layers)
+                .with_conv1size(5)
+                .with_conv2size(3);
+            let mut network = config.init([33, 33], 7, 4, &device).unwrap();
+            let member = &mut network.members[0];
+            for block in &mut member.conv_blocks {
+                let filters = block.conv.weight.dims()[0];
+                let bias = truncated_normal(&mut rng, 0.5, filters);
+                block.conv.bias = Some(init::param(bias, [filters], &device));
+            }
+            let member = &network.members[0];
+            let pixels = truncated_normal(&mut rng, 40.0, 20 * 33 * 33);
+            let pixels = Tensor::<1>::from_floats(pixels.as_slice(), &device);
+            for images_fixed in [true, false] {
+                let images = pixels.clone().reshape([20, 1, 33, 33]) + 60.0;
+                let images = if images_fixed {
+                    images
+                } else {
+                    images.require_grad()
+                };
+                let case = format!("{layers} conv layers, images fixed: {images_fixed}");
+                check_against_the_seeds_order(member, images, images_fixed, &mut rng, &case);
+            }
+        }
+    }
+
+    fn check_against_the_seeds_order(
+        member: &Member,
+        images: Tensor<4>,
+        images_fixed: bool,
+        rng: &mut ChaCha8Rng,
+        case: &str,
+    ) {
+        let ours = member.drive(images.clone(), None, images_fixed);
+        let mut x = images.clone();
         for block in &member.conv_blocks {
             x = block.pool.forward(relu(block.conv.forward(x)));
         }
@@ -808,17 +841,19 @@ mod tests {
             .reshape([batch, height * width * channels]);
         let hidden = member.hidden.as_ref().unwrap();
         let seeds = member.output.forward(relu(hidden.forward(x)));
-        assert!(relative_difference(ours.clone(), seeds.clone()) <= 1e-5);
+        let difference = relative_difference(ours.clone(), seeds.clone());
+        assert!(difference <= 1e-5, "{case}: rates differ by {difference}");
 
-        let weights = truncated_normal(&mut rng, 1.0, seeds.shape().num_elements());
-        let weights = Tensor::<1>::from_floats(weights.as_slice(), &device).reshape(seeds.dims());
+        let weights = truncated_normal(rng, 1.0, seeds.shape().num_elements());
+        let weights = Tensor::<1>::from_floats(weights.as_slice(), &ours.device());
+        let weights = weights.reshape(seeds.dims());
         let our_grads = (ours * weights.clone()).sum().backward();
         let seed_grads = (seeds * weights).sum().backward();
         let differ = |name: String, ours: Option<Tensor<1>>, seeds: Option<Tensor<1>>| {
             let difference = relative_difference(ours.unwrap(), seeds.unwrap());
             assert!(
                 difference <= 1e-4,
-                "{name}'s gradient differs by {difference}"
+                "{case}: {name}'s gradient differs by {difference}"
             );
         };
         let flat = |param: &burn::module::Param<Tensor<4>>, grads| {
@@ -848,6 +883,10 @@ mod tests {
                 bias.grad(&seed_grads),
             );
         }
+        if !images_fixed {
+            let grad = |grads| images.grad(grads).map(|g: Tensor<4>| g.flatten(0, 3));
+            differ("the images".into(), grad(&our_grads), grad(&seed_grads));
+        }
     }
 
     /// Max pooling on the CPU (a gather) against Burn's own, values and input gradients,
@@ -871,7 +910,7 @@ mod tests {
                     .require_grad()
             };
             let (ours_in, burns_in) = (input(), input());
-            let ours = max_pool(&pool, ours_in.clone());
+            let ours = max_pool_by_gather(&pool, ours_in.clone()).expect("the gather on the CPU");
             let burns = pool.forward(burns_in.clone());
             assert_eq!(ours.dims(), burns.dims());
             assert_eq!(ours.clone().into_data(), burns.clone().into_data());
@@ -888,8 +927,8 @@ mod tests {
         }
     }
 
-    /// A NaN wins its window in Burn's pooling (a diverging run must show NaN); so it does
-    /// on the CPU path.
+    /// A NaN wins its window in Burn's pooling (a diverging run must show NaN), so an input
+    /// with one is left to it.
     #[test]
     fn max_pool_by_gather_lets_a_nan_through() {
         let device = Device::flex();
@@ -897,9 +936,14 @@ mod tests {
         let mut pixels = vec![1.0f32; 2 * 9 * 9];
         pixels[10] = f32::NAN;
         let input = Tensor::<1>::from_floats(pixels.as_slice(), &device).reshape([1, 2, 9, 9]);
+        assert!(max_pool_by_gather(&pool, input.clone()).is_none());
         let pooled: Vec<f32> = max_pool(&pool, input).into_data().try_to_vec().unwrap();
         assert!(pooled[0].is_nan());
         assert_eq!(pooled.iter().filter(|v| v.is_nan()).count(), 1);
+        // A window larger than the map is Burn's to judge, too.
+        let small = Tensor::<4>::ones([1, 1, 2, 9], &device);
+        assert!(max_pool_by_gather(&pool, small).is_none());
+        assert!(max_pool_by_gather(&pool, Tensor::ones([1, 1, 3, 9], &device)).is_some());
     }
 
     #[test]

@@ -42,7 +42,9 @@ impl LossKind {
                 .powi_scalar(2)
                 .flatten::<1>(0, 1)
                 .mean(),
-            Self::Poisson => (predicted.clone() - measured * (predicted + 1e-6).log()).mean(),
+            Self::Poisson => (predicted.clone() - measured * (predicted + 1e-6).log())
+                .flatten::<1>(0, 1)
+                .mean(),
         }
     }
 }

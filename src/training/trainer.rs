@@ -299,6 +299,11 @@ impl Trainer {
         &self.split
     }
 
+    /// The network being trained, as it is now (with autodiff).
+    pub fn model(&self) -> &Network {
+        &self.model
+    }
+
     /// How the best network so far did (`None` before the first evaluation).
     pub fn best(&self) -> Option<&BestNetwork> {
         self.best.as_ref()
