@@ -519,7 +519,8 @@ fn conv_by_patches(conv: &Conv2d, x: Tensor<4>) -> Option<Tensor<4>> {
 
 /// Max pooling; on the CPU backend as a gather of each window's maximum, found on the host.
 /// burn-flex's max pool is a scalar loop that recomputes each window's bounds (divisions) per
-/// output: with its backward pass, about a sixth of a CPU training step (BENCHMARKS.md). The
+/// output: with its backward pass, most of the 18 % of a CPU training step that a profile
+/// could not name (BENCHMARKS.md); the gather made the step about a tenth shorter. The
 /// gather picks the element burn-flex picks (the window's first maximum in row-major order),
 /// so values and gradients are the same; its backward pass is a scatter-add.
 fn max_pool(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
