@@ -36,15 +36,22 @@ pub enum LossKind {
 
 impl LossKind {
     pub fn of(self, predicted: Tensor<2>, measured: Tensor<2>) -> Tensor<1> {
+        // Flattened first: the GPU reduces a matrix one axis at a time (two launches).
+        self.terms(predicted, measured).flatten::<1>(0, 1).mean()
+    }
+
+    /// The loss's terms, one per image and neuron, each divided by their number: their sum
+    /// is [`LossKind::of`]. A training step starts its backward pass here (the gradient of a
+    /// sum is that of each term), so it reduces nothing that only the gradient needs.
+    pub fn scaled_terms(self, predicted: Tensor<2>, measured: Tensor<2>) -> Tensor<2> {
+        let count = predicted.shape().num_elements() as f64;
+        self.terms(predicted, measured) / count
+    }
+
+    fn terms(self, predicted: Tensor<2>, measured: Tensor<2>) -> Tensor<2> {
         match self {
-            // Flattened first: the GPU reduces a matrix one axis at a time (two launches).
-            Self::Mse => (predicted - measured)
-                .powi_scalar(2)
-                .flatten::<1>(0, 1)
-                .mean(),
-            Self::Poisson => (predicted.clone() - measured * (predicted + 1e-6).log())
-                .flatten::<1>(0, 1)
-                .mean(),
+            Self::Mse => (predicted - measured).powi_scalar(2),
+            Self::Poisson => predicted.clone() - measured * (predicted + 1e-6).log(),
         }
     }
 }
@@ -248,4 +255,45 @@ pub struct TrainingReport {
     pub eval_variance: Vec<f64>,
     pub history: Vec<EvalRecord>,
     pub best: Option<BestNetwork>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A training step's backward pass starts from the scaled terms: their sum must be the
+    /// loss, and their gradient the loss's, for each loss.
+    #[test]
+    fn the_scaled_terms_sum_to_the_loss_and_share_its_gradient() {
+        let device = Device::flex().autodiff();
+        let values = |seed: f32| -> Vec<f32> {
+            (0..12)
+                .map(|i| 0.1 + ((i as f32 + seed) * 0.37).sin().abs())
+                .collect()
+        };
+        let measured = Tensor::<1>::from_floats(values(5.0).as_slice(), &device).reshape([3, 4]);
+        for loss in [LossKind::Mse, LossKind::Poisson] {
+            let predicted = || {
+                Tensor::<1>::from_floats(values(0.0).as_slice(), &device)
+                    .reshape([3, 4])
+                    .require_grad()
+            };
+            let (a, b) = (predicted(), predicted());
+            let whole = loss.of(a.clone(), measured.clone());
+            let terms = loss.scaled_terms(b.clone(), measured.clone());
+            let (whole_value, terms_sum): (f32, f32) = (
+                whole.clone().into_scalar(),
+                terms.clone().sum().into_scalar(),
+            );
+            assert!((whole_value - terms_sum).abs() < 1e-6, "{loss:?}");
+            let (ga, gb) = (
+                a.grad(&whole.backward()).unwrap(),
+                b.grad(&terms.backward()).unwrap(),
+            );
+            let gap: f32 = (ga.clone() - gb).abs().max().into_scalar();
+            assert!(gap < 1e-7, "{loss:?}: gradients differ by {gap}");
+            let largest: f32 = ga.abs().max().into_scalar();
+            assert!(largest > 1e-3, "{loss:?}: a gradient");
+        }
+    }
 }

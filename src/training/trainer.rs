@@ -218,14 +218,15 @@ impl Trainer {
             })
             .collect();
         // Each member learns from its own loss; the sum trains them all in one backward pass.
-        let loss = self
+        // The loss's value is never read here, so the backward pass starts from its terms.
+        let loss_terms = self
             .model
             .member_rates(images, masks)
             .into_iter()
-            .map(|rates_k| self.config.loss.of(rates_k, rates.clone()))
+            .map(|rates_k| self.config.loss.scaled_terms(rates_k, rates.clone()))
             .reduce(|a, b| a + b)
             .expect("a network has at least one member");
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        let grads = GradientsParams::from_grads(loss_terms.backward(), &self.model);
         self.model = self
             .optimizer
             .step(self.config.learning_rate, self.model.clone(), grads);

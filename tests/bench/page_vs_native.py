@@ -6,8 +6,10 @@ short run divided by the extra steps, so start-up (and, in the page, loading) ca
 Rounds alternate page and native so that the machine's drift hits both alike; medians and
 the ratio page / native are printed.
 
-Usage: python3 tests/bench/page_vs_native.py [--rounds 3] [--steps 10,40] V1P_BINARY [NAME=DIST_DIR …]
-(default DIST_DIR: dist/, built by `trunk build`)"""
+Usage: python3 tests/bench/page_vs_native.py [--rounds 3] [--steps 10,40] V1P_BINARY [NAME=DIST_DIR[:V1P] …]
+(default DIST_DIR: dist/, built by `trunk build`). A build that names its own `v1p` (the
+binary built from the same commit) is compared with that one, timed in the same rounds as
+"NAME native"; the others with V1P_BINARY ("native")."""
 import argparse, json, os, pathlib, statistics, subprocess, sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "e2e"))
@@ -52,26 +54,33 @@ def main():
     if len(steps) != 2 or not 0 < steps[0] < steps[1]:
         parser.error("--steps takes SHORT,LONG with 0 < SHORT < LONG")
     builds = dict(item.split("=", 1) for item in args.builds) or {"page": str(ROOT / "dist")}
+    natives = {"native": args.binary}
+    for name, build in list(builds.items()):
+        if ":" in build:
+            builds[name], natives[f"{name} native"] = build.split(":", 1)
     servers = {name: serve(dist) for name, dist in builds.items()}
     driver = chromium()
-    times = {name: [] for name in [*builds, "native"]}
+    times = {name: [] for name in [*builds, *natives]}
     try:
         for round_ in range(args.rounds):
             for name, server in servers.items():
                 base = f"http://127.0.0.1:{server.server_address[1]}"
                 times[name].append(ms_per_step(lambda n: page_seconds(driver, base, n), steps))
-            times["native"].append(ms_per_step(lambda n: native_seconds(args.binary, n), steps))
+            for name, binary in natives.items():
+                times[name].append(ms_per_step(lambda n: native_seconds(binary, n), steps))
             print(f"round {round_ + 1}: " + ", ".join(f"{n} {v[-1]:.1f} ms" for n, v in times.items()), flush=True)
     finally:
         driver.quit()
         for server in servers.values():
             server.shutdown()
-    native = statistics.median(times["native"])
-    print("\n| contender (one thread) | ms per step (median) | rounds | ratio to native |")
+    median = {name: statistics.median(values) for name, values in times.items()}
+    print("\n| contender (one thread) | ms per step (median) | rounds | ratio to its native |")
     print("|---|---|---|---|")
     for name, values in times.items():
         spread = ", ".join(f"{v:.1f}" for v in values)
-        print(f"| {name} | {statistics.median(values):.1f} | {spread} | {statistics.median(values) / native:.2f} |")
+        native = median[f"{name} native" if f"{name} native" in natives else "native"]
+        ratio = f"{median[name] / native:.2f}" if name in builds else ""
+        print(f"| {name} | {median[name]:.1f} | {spread} | {ratio} |")
 
 
 if __name__ == "__main__":
