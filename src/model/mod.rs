@@ -611,12 +611,14 @@ impl PoolWindows {
     /// there, which mispredict (the outcomes are unpredictable): 13 % of its step, now 6 %.
     fn pick_maxima(&self, plane: &[f32], picks: &mut [i32], keys: &mut [i32]) {
         let ([kh, kw], [sh, sw], [_, width]) = (self.size, self.stride, self.input);
+        debug_assert_eq!(keys.len(), plane.len(), "a key for every element");
         for (key, &value) in keys.iter_mut().zip(plane) {
             *key = order_key(value);
         }
-        let [_, out_w] = self
+        let [out_h, out_w] = self
             .output()
             .expect("max_pool_by_gather checked that windows fit");
+        debug_assert_eq!(picks.len(), out_h * out_w, "a pick for every window");
         for (i, picks) in picks.chunks_exact_mut(out_w).enumerate() {
             for (j, pick) in picks.iter_mut().enumerate() {
                 let corner = i * sh * width + j * sw;
@@ -758,6 +760,7 @@ fn mean_of(outputs: impl Iterator<Item = Tensor<2>>) -> Tensor<2> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::RngExt;
 
     /// Largest |a − b| relative to the largest |b|.
     fn relative_difference<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
@@ -851,7 +854,16 @@ mod tests {
         rng: &mut ChaCha8Rng,
         case: &str,
     ) {
-        let ours = member.drive(images.clone(), None, images_fixed);
+        // A dropout mask as the trainer draws it (keep ½: 0 or 2), which the seed applies
+        // after the hidden layer's ReLU.
+        let hidden = member.hidden.as_ref().unwrap();
+        let units = hidden.weight.dims()[1];
+        let mask: Vec<f32> = (0..images.dims()[0] * units)
+            .map(|_| if rng.random::<f64>() < 0.5 { 2.0 } else { 0.0 })
+            .collect();
+        let mask = Tensor::<1>::from_floats(mask.as_slice(), &images.device())
+            .reshape([images.dims()[0], units]);
+        let ours = member.drive(images.clone(), Some(mask.clone()), images_fixed);
         let mut x = images.clone();
         for block in &member.conv_blocks {
             x = block.pool.forward(relu(block.conv.forward(x)));
@@ -860,8 +872,7 @@ mod tests {
         let x = x
             .permute([0, 2, 3, 1])
             .reshape([batch, height * width * channels]);
-        let hidden = member.hidden.as_ref().unwrap();
-        let seeds = member.output.forward(relu(hidden.forward(x)));
+        let seeds = member.output.forward(relu(hidden.forward(x)) * mask);
         let difference = relative_difference(ours.clone(), seeds.clone());
         assert!(difference <= 1e-5, "{case}: rates differ by {difference}");
 
@@ -911,8 +922,9 @@ mod tests {
     }
 
     /// Max pooling on the CPU (a gather) against Burn's own, values and input gradients,
-    /// for overlapping and tiling windows on non-square maps, with ties: half the inputs are
-    /// zero, as after a ReLU, and the gradient must reach the same (first) zero.
+    /// for overlapping and tiling windows on non-square maps, with ties: inputs rectified
+    /// (half are zero, as after a ReLU) and signed in steps of ½ (ties below zero, −0 beside
+    /// +0); the gradient must reach the same (first) maximum.
     #[test]
     fn max_pool_by_gather_equals_burns_max_pool_with_its_gradients() {
         let device = Device::flex().autodiff();

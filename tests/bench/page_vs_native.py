@@ -9,7 +9,7 @@ the ratio page / native are printed.
 Usage: python3 tests/bench/page_vs_native.py [--rounds 3] [--steps 10,40] V1P_BINARY [NAME=DIST_DIR[:V1P] …]
 (default DIST_DIR: dist/, built by `trunk build`). A build that names its own `v1p` (the
 binary built from the same commit) is compared with that one, timed in the same rounds as
-"NAME native"; the others with V1P_BINARY ("native")."""
+"NAME native"; the others with V1P_BINARY ("native", timed only if some build needs it)."""
 import argparse, json, os, pathlib, statistics, subprocess, sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "e2e"))
@@ -48,16 +48,20 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", default="10,40", help="SHORT,LONG: the two runs' lengths (longer: less noise)")
     parser.add_argument("binary")
-    parser.add_argument("builds", nargs="*", help="NAME=DIST_DIR")
+    parser.add_argument("builds", nargs="*", help="NAME=DIST_DIR[:V1P]")
     args = parser.parse_args()
     steps = [int(n) for n in args.steps.split(",")]
     if len(steps) != 2 or not 0 < steps[0] < steps[1]:
         parser.error("--steps takes SHORT,LONG with 0 < SHORT < LONG")
     builds = dict(item.split("=", 1) for item in args.builds) or {"page": str(ROOT / "dist")}
-    natives = {"native": args.binary}
+    natives = {}
     for name, build in list(builds.items()):
+        if name == "native" or name.endswith(" native"):
+            parser.error(f"{name!r}: a build's name must not end in 'native' (its binary's row)")
         if ":" in build:
-            builds[name], natives[f"{name} native"] = build.split(":", 1)
+            builds[name], natives[f"{name} native"] = build.rsplit(":", 1)
+    if any(f"{name} native" not in natives for name in builds):
+        natives["native"] = args.binary  # timed only where some page needs it
     servers = {name: serve(dist) for name, dist in builds.items()}
     driver = chromium()
     times = {name: [] for name in [*builds, *natives]}
