@@ -14,7 +14,7 @@ then, as root (perf samples every process):
     perf report -i /tmp/page.perf --comm DedicatedWorker --children --sort sym -g none
 
 Usage: page_profile.py DIST_DIR PERF_DATA [--steps 1000] [--seconds 25]"""
-import argparse, pathlib, subprocess, sys, time
+import argparse, os, pathlib, subprocess, sys, tempfile, time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "e2e"))
 import conftest  # noqa: E402
@@ -31,7 +31,10 @@ def main():
     parser.add_argument("--seconds", type=int, default=25, help="how long perf samples")
     args = parser.parse_args()
     conftest.FLAGS = [*conftest.FLAGS, "--js-flags=--perf-basic-prof"]
-    server = serve(args.dist)
+    server = serve(str(pathlib.Path(args.dist).resolve()))
+    perf_data = str(pathlib.Path(args.perf_data).resolve())
+    # V8 writes its isolate-*-v8.log files into the browser's working directory.
+    os.chdir(tempfile.mkdtemp(prefix="page-profile-"))
     driver = conftest.chromium()
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
@@ -39,7 +42,7 @@ def main():
         WebDriverWait(driver, 300).until(lambda d: d.execute_script("return document.body.dataset.ready") == "true")
         driver.find_element(By.ID, "train-button").click()
         time.sleep(8)  # V8 compiles the hot functions with its optimising tier first
-        subprocess.run(["perf", "record", "-F", "997", "-a", "-g", "-o", args.perf_data, "--",
+        subprocess.run(["perf", "record", "-F", "997", "-a", "-g", "-o", perf_data, "--",
                         "sleep", str(args.seconds)], check=True)
         WebDriverWait(driver, 900).until(
             lambda d: d.execute_script("return document.body.dataset.state") in ("finished", "error"))
