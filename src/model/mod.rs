@@ -463,17 +463,7 @@ fn filter(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         "every layer here is VALID"
     );
     let options = ConvOptions::new(conv.stride, [0, 0], conv.dilation, conv.groups);
-    let weight = conv.weight.val();
-    let [filters, channels, kh, kw] = weight.dims();
-    // One-channel filters as a view of [filters, kh, kw, 1], as `Network::input` does for the
-    // images: an evaluation on the GPU then needs no layout copy for them (in training the
-    // copy moves to the gradient's way back, where the count stays the same).
-    let weight = if channels == 1 {
-        weight.reshape([filters, kh, kw, 1]).permute([0, 3, 1, 2])
-    } else {
-        weight
-    };
-    burn::tensor::module::conv2d(x, weight, None, options)
+    burn::tensor::module::conv2d(x, conv.weight.val(), None, options)
 }
 
 /// ReLU as a masked fill that keeps its mask, so that its backward pass is one masked fill.
