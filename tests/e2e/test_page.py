@@ -12,6 +12,7 @@ import time
 import urllib.parse
 
 import pytest
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -54,10 +55,25 @@ def computed_on(driver):
     return "wgpu" if "WebGPU" in text else "cpu" if "CPU" in text else text
 
 
+def page_report(driver):
+    """What the page shows now, for a failure's message: its state, its status lines, and the
+    last lines of the browser's console (the engine worker's included)."""
+    shown = driver.execute_script("""
+      const text = (id) => (document.getElementById(id) || {}).textContent;
+      return { state: document.body.dataset.state, engine: text('engine-status'),
+               device: text('backend-status'), progress: text('progress-text'), error: text('train-error') };""")
+    console = [entry["message"] for entry in driver.get_log("browser")][-20:]
+    return f"the page shows {shown}; its console's last lines: {console}"
+
+
 def wait_state(driver, states, timeout):
-    WebDriverWait(driver, timeout).until(
-        lambda d: d.execute_script("return document.body.dataset.state") in states,
-        message=f"page never reached {states}; error: " + driver.find_element(By.ID, "train-error").text)
+    try:
+        WebDriverWait(driver, timeout).until(
+            lambda d: d.execute_script("return document.body.dataset.state") in states)
+    except TimeoutException:
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "page-never-reached-its-state.png"))
+        pytest.fail(f"page never reached {states} in {timeout} s: {page_report(driver)}")
     return driver.execute_script("return document.body.dataset.state")
 
 
