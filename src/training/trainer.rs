@@ -169,16 +169,22 @@ impl Trainer {
         self.steps_done
     }
 
-    /// Waits until the device has done every update so far (reads one weight back): on
-    /// WebGPU an update only queues work, and a step shown to the user should be a step done.
-    pub async fn wait_for_device(&self) -> Result<(), TrainError> {
-        let weight = self.model.members[0].output.weight.val();
-        weight
-            .slice([0..1, 0..1])
-            .into_data_async()
-            .await
-            .map_err(|e| TrainError::Device(format!("{e:?}")))?;
-        Ok(())
+    /// A read-back of one weight: it answers once the device has done every update queued
+    /// before it. On WebGPU an update only queues work, so this is how a caller learns what
+    /// is done. Nothing is queued until the future is first polled.
+    pub fn device_done(&self) -> impl Future<Output = Result<(), TrainError>> + 'static {
+        let weight = self.model.members[0]
+            .output
+            .weight
+            .val()
+            .slice([0..1, 0..1]);
+        async move {
+            weight
+                .into_data_async()
+                .await
+                .map(|_| ())
+                .map_err(|e| TrainError::Device(format!("{e:?}")))
+        }
     }
 
     /// One SGD/Adam update on a random batch; nothing is read back.

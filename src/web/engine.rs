@@ -8,7 +8,9 @@ mod inside;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
 use js_sys::{Array, Function, Uint8Array};
 use serde::{Deserialize, Serialize};
@@ -513,6 +515,13 @@ impl EngineState {
 
     /// Steps in slices of about 150 ms — responsive controls, few round trips — with pause
     /// and stop looked at between slices. Returns the time spent training (pauses excluded).
+    ///
+    /// On WebGPU a slice only queues its work. Each slice therefore ends by waiting until the
+    /// device has done the slice before it: the GPU always has the next slice to work on, and
+    /// the page is never more than a slice ahead of it. Without that wait the page queued
+    /// steps ten times faster than SwiftShader did them: it showed step 297 of 300 after 1.8 s
+    /// and finished 16 s later, and Stop would have waited for every queued step
+    /// (BENCHMARKS.md). Slices are sized by the time of the slice done, not of the queueing.
     async fn train(
         &self,
         run: u32,
@@ -524,9 +533,15 @@ impl EngineState {
         let mut paused_ms = 0.0;
         let mut slice = 1usize;
         let mut first_slice = true;
+        // The read-back that ends the last slice queued, and that slice's steps.
+        let mut in_flight: Option<(DeviceMarker, usize)> = None;
         let mut last_report_at = f64::NEG_INFINITY;
         loop {
             if control.paused.get() && !control.stopped.get() {
+                // Paused means the device has stopped too.
+                if let Some((marker, _)) = in_flight.take() {
+                    marker.answered().await?;
+                }
                 let paused_at = now_ms();
                 self.send(&Event::Paused { run });
                 while control.paused.get() && !control.stopped.get() {
@@ -542,14 +557,27 @@ impl EngineState {
             }
             let t0 = now_ms();
             let progress = trainer.advance(slice).await?;
-            if first_slice {
-                // The run's first step is shown once the device has really done it.
-                trainer.wait_for_device().await?;
+            let marker = DeviceMarker::start(trainer.device_done());
+            // The steps this turn waited for: the run's first step is shown once the device
+            // has really done it; a device that computes as it is asked (the CPU) has done
+            // this slice; otherwise the slice before this one (none right after the first
+            // slice or a pause).
+            let done = if first_slice || marker.is_answered() {
                 first_slice = false;
-            }
+                marker.answered().await?;
+                slice
+            } else {
+                match in_flight.replace((marker, slice)) {
+                    Some((previous, steps)) => {
+                        previous.answered().await?;
+                        steps
+                    }
+                    None => 0,
+                }
+            };
             let took = now_ms() - t0;
-            if progress.evaluation.is_none() {
-                let scaled = (slice as f64 * TARGET_SLICE_MS / took.max(1.0)).round();
+            if done > 0 && progress.evaluation.is_none() {
+                let scaled = (done as f64 * TARGET_SLICE_MS / took.max(1.0)).round();
                 slice = (scaled as usize).clamp(1, 200);
             }
             // Small networks on a fast device evaluate far more often than a page redraws.
@@ -570,6 +598,10 @@ impl EngineState {
             }
             // Lets pause and stop requests in.
             sleep_ms(0).await;
+        }
+        // A stopped run's network is read back after the device has done its steps.
+        if let Some((marker, _)) = in_flight.take() {
+            marker.answered().await?;
         }
         Ok(now_ms() - started - paused_ms)
     }
@@ -687,6 +719,40 @@ impl EngineState {
         if let Err(e) = self.emit.call2(&JsValue::NULL, &value, &buffers) {
             web_sys::console::error_2(&"the engine could not post an event:".into(), &e);
         }
+    }
+}
+
+/// A device read-back, started at once (its copy queued behind the work before it) and
+/// awaited later.
+enum DeviceMarker {
+    Answered(Result<(), TrainError>),
+    Waiting(Pin<Box<dyn Future<Output = Result<(), TrainError>>>>),
+}
+
+impl DeviceMarker {
+    fn start(read_back: impl Future<Output = Result<(), TrainError>> + 'static) -> Self {
+        let mut read_back = Box::pin(read_back);
+        // The first poll queues the copy; the read-back's channel keeps the answer until the
+        // next poll, which brings the real waker.
+        match read_back
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(answer) => Self::Answered(answer),
+            Poll::Pending => Self::Waiting(read_back),
+        }
+    }
+
+    fn is_answered(&self) -> bool {
+        matches!(self, Self::Answered(_))
+    }
+
+    async fn answered(self) -> Result<(), EngineError> {
+        match self {
+            Self::Answered(answer) => answer,
+            Self::Waiting(read_back) => read_back.await,
+        }
+        .map_err(EngineError::from)
     }
 }
 
