@@ -5,7 +5,9 @@ second run with the kernels compiled), and the script prints, from the click on:
 progress line appeared with its step, when the run finished, and which step was shown halfway
 between the first step and the end. A page that runs ahead of the GPU shows nearly every step
 early and then waits for the last evaluation's read-back; a page that keeps pace shows about
-half. Builds are measured in turns, in one run.
+half. Then a third, long run is stopped 3 s after its first step is shown: the script prints
+how long the page took from the Stop click to saying the run stopped (that includes reading
+the best network back). Builds are measured in turns, in one run.
 
 Usage: python3 tests/bench/progress_vs_device.py [--steps 300] NAME=DIST_DIR [NAME=DIST_DIR …]"""
 import argparse, pathlib, sys, time
@@ -39,6 +41,18 @@ def measure(dist, steps):
             print(f"  {run}: first step shown after {shown[0][0]:.0f} ms, finished after {finished:.0f} ms "
                   f"(wall {wall:.1f} s), {len(shown)} progress lines, step {at_halfway} of {steps} shown halfway")
             print("    (ms, step):", [(round(at), step) for at, step in sample])
+        # Stop during a long run: the queued steps are what the page waits for.
+        open_page(driver, url, backend="wgpu", max_steps=str(20 * steps), **{**SMALL, "eval_every": "100000"})
+        driver.execute_script(WATCH)
+        driver.find_element(By.ID, "train-button").click()
+        while not driver.execute_script("return window.__steps.length"):
+            time.sleep(0.05)
+        time.sleep(3)
+        clicked = time.time()
+        driver.find_element(By.ID, "stop-button").click()
+        assert wait_state(driver, {"stopped", "finished", "error"}, 900) == "stopped"
+        print(f"  a long run stopped {time.time() - clicked:.2f} s after the Stop click "
+              f"(step {driver.execute_script('return window.__steps.at(-1)[1]')} shown last)")
     finally:
         driver.quit()
         server.terminate()

@@ -40,15 +40,16 @@ def rows(driver):
 def test_two_runs_reuse_the_engine_and_the_second_starts_at_once(driver, base_url):
     open_page(driver, base_url, backend="wgpu", max_steps="30", **{**SMALL, "eval_every": "100000"})
     first_ms, steady_ms = timed_run(driver)
-    second_ms, _ = timed_run(driver)
+    # The median of three later runs: one run's start on this shared machine varies by ±30 %.
+    later = sorted(timed_run(driver)[0] for _ in range(3))
     print(f"WebGPU: first run's first step after {first_ms:.0f} ms, steady {steady_ms:.0f} ms/step; "
-          f"second run's first step after {second_ms:.0f} ms")
+          f"later runs' first step after {[round(ms) for ms in later]} ms")
     # One worker for the page: worker.js was fetched once, whatever the number of runs.
     fetched = driver.execute_script(
         "return performance.getEntriesByType('resource').filter((e) => e.name.endsWith('/worker.js')).length")
     assert fetched == 1
-    assert second_ms <= 2 * steady_ms, (second_ms, steady_ms)
-    assert second_ms < first_ms / 3, (second_ms, first_ms)
+    assert later[1] <= 2 * steady_ms, (later, steady_ms)
+    assert later[1] < first_ms / 3, (later, first_ms)
 
 
 def test_webgpu_progress_shows_the_steps_the_gpu_has_done(driver, base_url):
