@@ -207,8 +207,8 @@ fn the_receptive_field_estimate_is_the_gradient_finite_differences_give() {
     }
     // Pixel by pixel, not along one direction: a step along the gradient moves the few pixels
     // that matter at once, and crossed a max-pool kink at some points (a 10 % error at every
-    // step size on an AMD EPYC without AVX2, where the pixel-wise quotients met the gradient to
-    // 0.5 %).
+    // step size, with the network one machine trained, where the pixel-wise quotients met the
+    // gradient to 0.5 %).
     // Large steps cross kinks, tiny ones drown in f32 rounding: between them, the quotients
     // must meet the gradient (relative error at most 3.5 % over 8 jitter seeds, measured; a wrong
     // direction is off by ~100 %, a gradient 10 % too large by 10 %).
