@@ -169,9 +169,9 @@ impl Trainer {
         self.steps_done
     }
 
-    /// A read-back of one weight: it answers once the device has done every update queued
-    /// before it. On WebGPU an update only queues work, so this is how a caller learns what
-    /// is done. Nothing is queued until the future is first polled.
+    /// A read-back of one weight, for the page's loop: in the browser it answers once the
+    /// device has done every update queued before it (on WebGPU an update only queues work).
+    /// Nothing is queued until the future is first polled.
     pub fn device_done(&self) -> impl Future<Output = Result<(), TrainError>> + 'static {
         let weight = self.model.members[0]
             .output

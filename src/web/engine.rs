@@ -516,12 +516,13 @@ impl EngineState {
     /// Steps in slices of about 150 ms — responsive controls, few round trips — with pause
     /// and stop looked at between slices. Returns the time spent training (pauses excluded).
     ///
-    /// On WebGPU a slice only queues its work. Each slice therefore ends by waiting until the
-    /// device has done the slice before it: the GPU always has the next slice to work on, and
-    /// the page is never more than a slice ahead of it. Without that wait the page queued
-    /// steps ten times faster than SwiftShader did them: it showed step 297 of 300 after 1.8 s
-    /// and finished 16 s later, and Stop would have waited for every queued step
-    /// (BENCHMARKS.md). Slices are sized by the time of the slice done, not of the queueing.
+    /// On WebGPU a slice only queues its work. So after queueing a slice, the engine waits
+    /// until the device has done the slice before it: while the device is the slower, it
+    /// always has the next slice queued, and the page is never more than a slice ahead of it.
+    /// Without that wait the page queued steps ten times faster than SwiftShader did them: it
+    /// showed step 298 of 300 ten seconds into a 28-second run, and a Stop waited 27 s for the
+    /// steps queued (BENCHMARKS.md). A step's time is the slower of the host's (queueing) and
+    /// the device's (between two answered read-backs), and slices are sized by it.
     async fn train(
         &self,
         run: u32,
@@ -533,14 +534,16 @@ impl EngineState {
         let mut paused_ms = 0.0;
         let mut slice = 1usize;
         let mut first_slice = true;
-        // The read-back that ends the last slice queued, and that slice's steps.
-        let mut in_flight: Option<(DeviceMarker, usize)> = None;
+        // The last slice queued, until the device has done it.
+        let mut in_flight: Option<QueuedSlice> = None;
+        // When the device last answered: the device's time for a slice runs from there.
+        let mut last_answer = now_ms();
         let mut last_report_at = f64::NEG_INFINITY;
         loop {
             if control.paused.get() && !control.stopped.get() {
                 // Paused means the device has stopped too.
-                if let Some((marker, _)) = in_flight.take() {
-                    marker.answered().await?;
+                if let Some(queued) = in_flight.take() {
+                    queued.marker.answered().await?;
                 }
                 let paused_at = now_ms();
                 self.send(&Event::Paused { run });
@@ -551,34 +554,40 @@ impl EngineState {
                 if !control.stopped.get() {
                     self.send(&Event::Resumed { run });
                 }
+                last_answer = now_ms();
             }
             if control.stopped.get() {
                 break;
             }
             let t0 = now_ms();
+            let before = trainer.steps_done();
             let progress = trainer.advance(slice).await?;
-            let marker = DeviceMarker::start(trainer.device_done());
-            // The steps this turn waited for: the run's first step is shown once the device
-            // has really done it; a device that computes as it is asked (the CPU) has done
-            // this slice; otherwise the slice before this one (none right after the first
-            // slice or a pause).
-            let done = if first_slice || marker.is_answered() {
-                first_slice = false;
-                marker.answered().await?;
-                slice
-            } else {
-                match in_flight.replace((marker, slice)) {
-                    Some((previous, steps)) => {
-                        previous.answered().await?;
-                        steps
-                    }
-                    None => 0,
-                }
+            let queued = QueuedSlice {
+                marker: DeviceMarker::start(trainer.device_done()),
+                steps: progress.steps_done - before,
+                evaluated: progress.evaluation.is_some(),
             };
-            let took = now_ms() - t0;
-            if done > 0 && progress.evaluation.is_none() {
-                let scaled = (done as f64 * TARGET_SLICE_MS / took.max(1.0)).round();
-                slice = (scaled as usize).clamp(1, 200);
+            let host_ms_per_step = (now_ms() - t0) / queued.steps.max(1) as f64;
+            let queued_evaluated = queued.evaluated;
+            // The slice this turn waits for: the run's first (its first step is shown once the
+            // device has really done it), this one on a device that computes as it is asked
+            // (the CPU), otherwise the one before (none right after the first or a pause).
+            let waited = if first_slice || queued.marker.is_answered() {
+                first_slice = false;
+                Some(queued)
+            } else {
+                in_flight.replace(queued)
+            };
+            if let Some(done) = waited {
+                done.marker.answered().await?;
+                let answered = now_ms();
+                let device_ms_per_step = (answered - last_answer) / done.steps.max(1) as f64;
+                last_answer = answered;
+                // An evaluation's read-back would count as steps.
+                if !done.evaluated && !queued_evaluated {
+                    let ms_per_step = host_ms_per_step.max(device_ms_per_step).max(0.01);
+                    slice = ((TARGET_SLICE_MS / ms_per_step).round() as usize).clamp(1, 200);
+                }
             }
             // Small networks on a fast device evaluate far more often than a page redraws.
             let now = now_ms();
@@ -600,8 +609,8 @@ impl EngineState {
             sleep_ms(0).await;
         }
         // A stopped run's network is read back after the device has done its steps.
-        if let Some((marker, _)) = in_flight.take() {
-            marker.answered().await?;
+        if let Some(queued) = in_flight.take() {
+            queued.marker.answered().await?;
         }
         Ok(now_ms() - started - paused_ms)
     }
@@ -720,6 +729,14 @@ impl EngineState {
             web_sys::console::error_2(&"the engine could not post an event:".into(), &e);
         }
     }
+}
+
+/// A slice of steps queued on the device, with the read-back that says when it is done.
+struct QueuedSlice {
+    marker: DeviceMarker,
+    steps: usize,
+    /// Whether it ended with an evaluation (whose read-back waited for the device).
+    evaluated: bool,
 }
 
 /// A device read-back, started at once (its copy queued behind the work before it) and

@@ -15,6 +15,7 @@ import argparse, pathlib, sys, time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "e2e"))
 from conftest import chromium, start_server  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 from test_engine import WATCH  # noqa: E402
 from test_page import SMALL, open_page, wait_state  # noqa: E402
 
@@ -45,8 +46,7 @@ def measure(dist, steps):
         open_page(driver, url, backend="wgpu", max_steps=str(20 * steps), **{**SMALL, "eval_every": "100000"})
         driver.execute_script(WATCH)
         driver.find_element(By.ID, "train-button").click()
-        while not driver.execute_script("return window.__steps.length"):
-            time.sleep(0.05)
+        WebDriverWait(driver, 300).until(lambda d: d.execute_script("return window.__steps.length"))
         time.sleep(3)
         clicked = time.time()
         driver.find_element(By.ID, "stop-button").click()

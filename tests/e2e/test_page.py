@@ -57,12 +57,15 @@ def computed_on(driver):
 
 def page_report(driver):
     """What the page shows now, for a failure's message: its state, its status lines, and the
-    last lines of the browser's console (the engine worker's included)."""
-    shown = driver.execute_script("""
-      const text = (id) => (document.getElementById(id) || {}).textContent;
-      return { state: document.body.dataset.state, engine: text('engine-status'),
-               device: text('backend-status'), progress: text('progress-text'), error: text('train-error') };""")
-    console = [entry["message"] for entry in driver.get_log("browser")][-20:]
+    last lines of the browser's console. A page that no longer answers is said so."""
+    try:
+        shown = driver.execute_script("""
+          const text = (id) => (document.getElementById(id) || {}).textContent;
+          return { state: document.body.dataset.state, engine: text('engine-status'),
+                   device: text('backend-status'), progress: text('progress-text'), error: text('train-error') };""")
+        console = [entry["message"] for entry in driver.get_log("browser")][-20:]
+    except Exception as error:  # a crashed or hung renderer: the reason is the report
+        return f"the page did not answer ({error})"
     return f"the page shows {shown}; its console's last lines: {console}"
 
 
@@ -71,9 +74,14 @@ def wait_state(driver, states, timeout):
         WebDriverWait(driver, timeout).until(
             lambda d: d.execute_script("return document.body.dataset.state") in states)
     except TimeoutException:
+        report = page_report(driver)
         ARTIFACTS.mkdir(exist_ok=True)
-        driver.save_screenshot(str(ARTIFACTS / "page-never-reached-its-state.png"))
-        pytest.fail(f"page never reached {states} in {timeout} s: {page_report(driver)}")
+        test = os.environ.get("PYTEST_CURRENT_TEST", "a-test").split(" ")[0].split("::")[-1]
+        try:
+            driver.save_screenshot(str(ARTIFACTS / f"{test}-never-reached-its-state.png"))
+        except Exception:
+            pass
+        pytest.fail(f"page never reached {states} in {timeout} s: {report}")
     return driver.execute_script("return document.body.dataset.state")
 
 
