@@ -15,8 +15,7 @@ import argparse, pathlib, sys, time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "e2e"))
 from conftest import chromium, start_server  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-from test_engine import WATCH  # noqa: E402
+from test_engine import WATCH, seconds_to_stop  # noqa: E402
 from test_page import SMALL, open_page, wait_state  # noqa: E402
 
 FINISHED = "return performance.getEntriesByName('v1p:run-finished').at(-1).startTime - window.__t0"
@@ -44,14 +43,8 @@ def measure(dist, steps):
             print("    (ms, step):", [(round(at), step) for at, step in sample])
         # Stop during a long run: the queued steps are what the page waits for.
         open_page(driver, url, backend="wgpu", max_steps=str(20 * steps), **{**SMALL, "eval_every": "100000"})
-        driver.execute_script(WATCH)
-        driver.find_element(By.ID, "train-button").click()
-        WebDriverWait(driver, 300).until(lambda d: d.execute_script("return window.__steps.length"))
-        time.sleep(3)
-        clicked = time.time()
-        driver.find_element(By.ID, "stop-button").click()
-        assert wait_state(driver, {"stopped", "finished", "error"}, 900) == "stopped"
-        print(f"  a long run stopped {time.time() - clicked:.2f} s after the Stop click "
+        took = seconds_to_stop(driver, after=3)
+        print(f"  a long run stopped {took:.2f} s after the Stop click "
               f"(step {driver.execute_script('return window.__steps.at(-1)[1]')} shown last)")
     finally:
         driver.quit()

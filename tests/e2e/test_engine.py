@@ -35,6 +35,19 @@ def timed_run(driver):
     return steps[0][0], (steps[-1][0] - start[0]) / max(steps[-1][1] - start[1], 1)
 
 
+def seconds_to_stop(driver, after):
+    """Starts a run and presses Stop `after` seconds after its first step is shown; returns the
+    seconds from that click until the page says the run stopped."""
+    driver.execute_script(WATCH)
+    driver.find_element(By.ID, "train-button").click()
+    WebDriverWait(driver, 300).until(lambda d: d.execute_script("return window.__steps.length"))
+    time.sleep(after)
+    clicked = time.monotonic()
+    driver.find_element(By.ID, "stop-button").click()
+    assert wait_state(driver, {"stopped", "error"}, 900) == "stopped"
+    return time.monotonic() - clicked
+
+
 def rows(driver):
     return driver.find_elements(By.CSS_SELECTOR, "#runs-table tr[data-run]")
 
@@ -72,14 +85,7 @@ def test_webgpu_progress_shows_the_steps_the_gpu_has_done_and_stop_is_prompt(dri
 
     # A long run, stopped 2 s after its first step is shown, stops at once.
     open_page(driver, base_url, backend="wgpu", max_steps="5000", **{**SMALL, "eval_every": "100000"})
-    driver.execute_script(WATCH)
-    driver.find_element(By.ID, "train-button").click()
-    WebDriverWait(driver, 300).until(lambda d: d.execute_script("return window.__steps.length"))
-    time.sleep(2)
-    clicked = time.monotonic()
-    driver.find_element(By.ID, "stop-button").click()
-    assert wait_state(driver, {"stopped", "error"}, 300) == "stopped"
-    took = time.monotonic() - clicked
+    took = seconds_to_stop(driver, after=2)
     print(f"WebGPU: stopped {took:.2f} s after the click")
     assert took < 10, took
 
