@@ -3,6 +3,7 @@
 
 mod evaluation;
 pub mod metrics;
+mod pace;
 pub mod ridge;
 mod trainer;
 
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::ConfigError;
 use crate::model::{ModelConfig, ModelFamily, OutputFn};
 pub use evaluation::{evaluate_network, images_and_rates, predict};
+pub use pace::SlicePace;
 pub use trainer::{Progress, TrainError, Trainer};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

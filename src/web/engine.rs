@@ -23,7 +23,7 @@ use crate::data::{self, Dataset, DatasetSummary};
 use crate::explain::{Inverted, Overview};
 use crate::results::{self, ExportFile, NetworkInfo, SavedNetwork};
 use crate::training::ridge::fit_gabor_ridge;
-use crate::training::{Progress, TrainError, Trainer, TrainingConfig, TrainingReport};
+use crate::training::{Progress, SlicePace, TrainError, Trainer, TrainingConfig, TrainingReport};
 
 /// What the page asks of the engine. Ids are chosen by the page.
 #[derive(Deserialize)]
@@ -521,8 +521,7 @@ impl EngineState {
     /// always has the next slice queued, and the page is never more than a slice ahead of it.
     /// Without that wait the page queued steps ten times faster than SwiftShader did them: it
     /// showed step 298 of 300 ten seconds into a 28-second run, and a Stop waited 27 s for the
-    /// steps queued (BENCHMARKS.md). A step's time is the slower of the host's (queueing) and
-    /// the device's (between two answered read-backs), and slices are sized by it.
+    /// steps queued (BENCHMARKS.md). [`SlicePace`] sizes the slices.
     async fn train(
         &self,
         run: u32,
@@ -530,14 +529,11 @@ impl EngineState {
         control: &Control,
         started: f64,
     ) -> Result<f64, EngineError> {
-        const TARGET_SLICE_MS: f64 = 150.0;
+        let mut pace = SlicePace::new(150.0, now_ms());
         let mut paused_ms = 0.0;
-        let mut slice = 1usize;
         let mut first_slice = true;
         // The last slice queued, until the device has done it.
         let mut in_flight: Option<QueuedSlice> = None;
-        // When the device last answered: the device's time for a slice runs from there.
-        let mut last_answer = now_ms();
         let mut last_report_at = f64::NEG_INFINITY;
         loop {
             if control.paused.get() && !control.stopped.get() {
@@ -554,14 +550,14 @@ impl EngineState {
                 if !control.stopped.get() {
                     self.send(&Event::Resumed { run });
                 }
-                last_answer = now_ms();
+                pace.restart(now_ms());
             }
             if control.stopped.get() {
                 break;
             }
             let t0 = now_ms();
             let before = trainer.steps_done();
-            let progress = trainer.advance(slice).await?;
+            let progress = trainer.advance(pace.slice()).await?;
             let queued = QueuedSlice {
                 marker: DeviceMarker::start(trainer.device_done()),
                 steps: progress.steps_done - before,
@@ -572,22 +568,23 @@ impl EngineState {
             // The slice this turn waits for: the run's first (its first step is shown once the
             // device has really done it), this one on a device that computes as it is asked
             // (the CPU), otherwise the one before (none right after the first or a pause).
-            let waited = if first_slice || queued.marker.is_answered() {
+            let waited_for = if first_slice || queued.marker.is_answered() {
                 first_slice = false;
                 Some(queued)
             } else {
                 in_flight.replace(queued)
             };
-            if let Some(done) = waited {
+            if let Some(done) = waited_for {
+                let waiting_from = now_ms();
                 done.marker.answered().await?;
                 let answered = now_ms();
-                let device_ms_per_step = (answered - last_answer) / done.steps.max(1) as f64;
-                last_answer = answered;
-                // An evaluation's read-back would count as steps.
-                if !done.evaluated && !queued_evaluated {
-                    let ms_per_step = host_ms_per_step.max(device_ms_per_step).max(0.01);
-                    slice = ((TARGET_SLICE_MS / ms_per_step).round() as usize).clamp(1, 200);
-                }
+                pace.answered(
+                    answered,
+                    done.steps,
+                    answered - waiting_from,
+                    host_ms_per_step,
+                    done.evaluated || queued_evaluated,
+                );
             }
             // Small networks on a fast device evaluate far more often than a page redraws.
             let now = now_ms();
