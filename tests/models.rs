@@ -191,7 +191,7 @@ fn an_ensemble_predicts_the_mean_of_its_members() {
         .into_data()
         .try_to_vec::<f32>()
         .unwrap();
-    let members = three.member_rates(images, vec![None, None, None]);
+    let members = three.member_rates(v1_predictor::model::planes(images), vec![None, None, None]);
     let by_hand: Vec<f32> = {
         let rates: Vec<Vec<f32>> = members
             .into_iter()

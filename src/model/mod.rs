@@ -7,6 +7,7 @@
 pub mod gabor;
 pub(crate) mod init;
 
+use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, PaddingConfig2d};
@@ -340,7 +341,7 @@ fn init_member(arch: &Architecture, rng: &mut ChaCha8Rng, device: &Device) -> Me
             .with_padding(PaddingConfig2d::Valid)
             .init(device);
         let shape = [layer.filters, channels, layer.kernel, layer.kernel];
-        conv.weight = init::param(
+        conv.weight = filters_param(
             truncated_normal(rng, 0.1, shape.iter().product()),
             shape,
             device,
@@ -445,6 +446,32 @@ impl Member {
         }
         self.output.forward(x)
     }
+}
+
+/// A convolution's filters [filters, channels, kh, kw] from values in that order. On the GPU
+/// they are stored channels-last ([filters, kh, kw, channels] in memory, as a permuted view),
+/// the layout in which the GPU's convolution and its input gradient read them: from the
+/// seed's layout each made a copy, three kernel launches per training step. The trainer's
+/// update writes them in place, so they keep it (BENCHMARKS.md).
+fn filters_param(values: Vec<f32>, shape: [usize; 4], device: &Device) -> Param<Tensor<4>> {
+    if device.clone().without_autodiff() == Device::flex() {
+        return init::param(values, shape, device);
+    }
+    let [filters, channels, kh, kw] = shape;
+    let mut channels_last = vec![0.0; values.len()];
+    for (i, value) in values.into_iter().enumerate() {
+        let (f, c, y, x) = (
+            i / (channels * kh * kw),
+            i / (kh * kw) % channels,
+            i / kw % kh,
+            i % kw,
+        );
+        channels_last[((f * kh + y) * kw + x) * channels + c] = value;
+    }
+    let data = TensorData::new(channels_last, [filters, kh, kw, channels]);
+    device.memory_persistent_allocations(data, |data| {
+        Param::from_tensor(Tensor::<4>::from_data(data, device).permute([0, 3, 1, 2]))
+    })
 }
 
 /// A convolution's bias as [1, filters, 1, 1] (zeros for a layer without one).
@@ -715,9 +742,11 @@ impl Network {
     /// Training forward pass: every member's own rates, with its own dropout mask (one per
     /// member, `None` where the member has no hidden layer or dropout is off). Each member
     /// is trained on its own loss, as independent networks would be.
-    pub fn member_rates(&self, images: Tensor<3>, masks: Vec<Option<Tensor<2>>>) -> Vec<Tensor<2>> {
-        let fixed = !images.is_require_grad();
-        let x = self.input(images);
+    /// `planes`: the images as [batch, 1, height, width], in any memory layout (the trainer
+    /// lays them out for its backend's convolution).
+    pub fn member_rates(&self, planes: Tensor<4>, masks: Vec<Option<Tensor<2>>>) -> Vec<Tensor<2>> {
+        let fixed = !planes.is_require_grad();
+        let x = self.scaled(planes);
         self.members
             .iter()
             .zip(masks)
@@ -725,18 +754,38 @@ impl Network {
             .collect()
     }
 
+    /// A network without members (and so without parameters): what a [`Network`] field holds
+    /// while its network is moved out, e.g. into an optimizer's update.
+    pub fn emptied(&self) -> Network {
+        Network {
+            members: Vec::new(),
+            output: self.output,
+            input_scaling: self.input_scaling,
+        }
+    }
+
+    /// This network with its conv filters copied into buffers of their own.
+    pub fn with_own_filters(mut self) -> Network {
+        for block in self
+            .members
+            .iter_mut()
+            .flat_map(|member| &mut member.conv_blocks)
+        {
+            let weight = block.conv.weight.clone();
+            block.conv.weight = weight.map(|filters| filters * 1.0);
+        }
+        self
+    }
+
     pub fn n_members(&self) -> usize {
         self.members.len()
     }
 
     fn input(&self, images: Tensor<3>) -> Tensor<4> {
-        let [batch, height, width] = images.dims();
-        // [batch, 1, height, width] as a view of [batch, height, width, 1]: the same memory,
-        // but strides that the GPU's convolution (which works channels-last) takes as they
-        // are; from a plain reshape it made a layout copy, one kernel launch per step.
-        let x = images
-            .reshape([batch, height, width, 1])
-            .permute([0, 3, 1, 2]);
+        self.scaled(planes(images))
+    }
+
+    fn scaled(&self, x: Tensor<4>) -> Tensor<4> {
         let InputScaling { shift, scale } = self.input_scaling;
         if self.input_scaling == InputScaling::RAW {
             x
@@ -744,6 +793,17 @@ impl Network {
             (x - f64::from(shift)) * f64::from(scale)
         }
     }
+}
+
+/// Images [batch, height, width] as [batch, 1, height, width]: a view of [batch, height,
+/// width, 1], the same memory, but with strides that the GPU's convolution (which works
+/// channels-last) takes as they are; from a plain reshape it made a layout copy, one kernel
+/// launch per step.
+pub fn planes(images: Tensor<3>) -> Tensor<4> {
+    let [batch, height, width] = images.dims();
+    images
+        .reshape([batch, height, width, 1])
+        .permute([0, 3, 1, 2])
 }
 
 /// The mean of the members' outputs; a single network's output untouched (no extra

@@ -42,11 +42,18 @@ impl LossKind {
         self.terms(predicted, measured).flatten::<1>(0, 1).mean()
     }
 
-    /// The loss's terms, one per image and neuron, each divided by their number: their sum
-    /// is [`LossKind::of`]. A training step starts its backward pass here (the gradient of a
-    /// sum is that of each term), so it reduces nothing that only the gradient needs.
-    pub fn scaled_terms(self, predicted: Tensor<2>, measured: Tensor<2>) -> Tensor<2> {
-        let count = predicted.shape().num_elements() as f64;
+    /// The loss's terms, one per image and neuron, each divided by the number of terms in a
+    /// batch of `batch` images: for the whole batch their sum is [`LossKind::of`], and for a
+    /// part of it, that part's share. A training step starts its backward pass here (the
+    /// gradient of a sum is that of each term), so it reduces nothing that only the gradient
+    /// needs.
+    pub fn scaled_terms(
+        self,
+        predicted: Tensor<2>,
+        measured: Tensor<2>,
+        batch: usize,
+    ) -> Tensor<2> {
+        let count = (batch * predicted.dims()[1]) as f64;
         self.terms(predicted, measured) / count
     }
 
@@ -282,7 +289,7 @@ mod tests {
             };
             let (a, b) = (predicted(), predicted());
             let whole = loss.of(a.clone(), measured.clone());
-            let terms = loss.scaled_terms(b.clone(), measured.clone());
+            let terms = loss.scaled_terms(b.clone(), measured.clone(), b.dims()[0]);
             let (whole_value, terms_sum): (f32, f32) = (
                 whole.clone().into_scalar(),
                 terms.clone().sum().into_scalar(),

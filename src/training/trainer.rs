@@ -1,11 +1,11 @@
 use burn::optim::decay::WeightDecayConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::evaluation::{Baseline, images_and_rates, predict, score};
-use super::{BestNetwork, EvalRecord, OptimizerKind, TrainingConfig, TrainingReport};
+use super::{BestNetwork, EvalRecord, LossKind, OptimizerKind, TrainingConfig, TrainingReport};
 use crate::config::ConfigError;
 use crate::data::{Dataset, Split};
 use crate::model::{InputScaling, Network, OutputFn, init};
@@ -48,7 +48,7 @@ pub struct Trainer {
     split: Split,
     n_params: usize,
     /// Training images and rates in split order, on the (autodiff) device.
-    train_images: Tensor<3>,
+    train_images: TrainingImages,
     train_rates: Tensor<2>,
     /// Every image, on the plain device, for evaluation.
     all_images: Tensor<3>,
@@ -111,6 +111,7 @@ impl Trainer {
         };
 
         let (train_images, train_rates) = images_and_rates(&dataset, &split.train, &device);
+        let train_images = TrainingImages::new(train_images);
         let plain = device.clone().without_autodiff();
         let all: Vec<usize> = (0..dataset.n_images).collect();
         let (all_images, _) = images_and_rates(&dataset, &all, &plain);
@@ -196,7 +197,7 @@ impl Trainer {
             TensorData::new(picks, [self.config.batch_size]),
             &self.device,
         );
-        let images = self.train_images.clone().select(0, picks.clone());
+        let images = self.train_images.batch(picks.clone());
         let rates = self.train_rates.clone().select(0, picks);
         let keep = self.config.model.dropout;
         let hidden = self.config.model.hidden1;
@@ -223,19 +224,48 @@ impl Trainer {
                 ))
             })
             .collect();
-        // Each member learns from its own loss; the sum trains them all in one backward pass.
-        // The loss's value is never read here, so the backward pass starts from its terms.
-        let loss_terms = self
-            .model
-            .member_rates(images, masks)
-            .into_iter()
-            .map(|rates_k| self.config.loss.scaled_terms(rates_k, rates.clone()))
-            .reduce(|a, b| a + b)
-            .expect("a network has at least one member");
-        let grads = GradientsParams::from_grads(loss_terms.backward(), &self.model);
-        self.model = self
-            .optimizer
-            .step(self.config.learning_rate, self.model.clone(), grads);
+        let in_halves = self.batch_in_halves();
+        let grads = batch_gradients(
+            &self.model,
+            self.config.loss,
+            images,
+            rates,
+            masks,
+            in_halves,
+        );
+        // The update may write each parameter in place only where nothing else holds it, so
+        // the network is moved into it. On the GPU that keeps the conv filters in the layout
+        // they were made in (`model::filters_param`): the filter gradients are held until the
+        // update is done, so that it cannot write into a gradient's buffer (and layout)
+        // instead. On the CPU nothing is held, and a gradient's buffer may be reused.
+        let held_filter_grads: Vec<Tensor<4>> = if self.on_cpu() {
+            Vec::new()
+        } else {
+            self.model
+                .members
+                .iter()
+                .flat_map(|member| &member.conv_blocks)
+                .filter_map(|block| grads.get::<4>(block.conv.weight.id))
+                .collect()
+        };
+        let emptied = self.model.emptied();
+        let model = std::mem::replace(&mut self.model, emptied);
+        self.model = self.optimizer.step(self.config.learning_rate, model, grads);
+        drop(held_filter_grads);
+    }
+
+    fn on_cpu(&self) -> bool {
+        self.device.clone().without_autodiff() == Device::flex()
+    }
+
+    /// Natively on the CPU backend with two threads or more, a batch's gradient is taken in
+    /// two halves at once. The page's wasm has one thread, and a GPU takes the batch whole.
+    fn batch_in_halves(&self) -> bool {
+        #[cfg(not(target_arch = "wasm32"))]
+        let threads = rayon::current_num_threads();
+        #[cfg(target_arch = "wasm32")]
+        let threads = 1;
+        threads >= 2 && self.config.batch_size >= 2 && self.on_cpu()
     }
 
     /// Runs up to `max_updates` updates, stopping early right after an evaluation (when the
@@ -296,7 +326,13 @@ impl Trainer {
             .is_none_or(|b| record.early_stop_loss < b.early_stop_loss);
         if improved {
             self.best = Some(best);
-            self.best_model = Some(model);
+            // On the GPU the best network gets filters of its own: sharing the training
+            // network's would keep the next update from writing them in place (`update`).
+            self.best_model = Some(if self.on_cpu() {
+                model
+            } else {
+                model.with_own_filters()
+            });
         }
         self.history.push(record.clone());
         Ok(record)
@@ -332,6 +368,199 @@ impl Trainer {
             eval_variance: self.baseline.eval_variance.clone(),
             history: self.history.clone(),
             best: self.best.clone(),
+        }
+    }
+}
+
+/// The gradient of the loss of a batch. With `in_halves`, the halves' forward and backward
+/// passes run side by side, one per thread: a step is many small operations, which
+/// burn-flex shares out over two threads less well than two independent halves
+/// (BENCHMARKS.md). Each half's terms are divided by the whole batch's count, so the two
+/// gradients sum to the batch's.
+fn batch_gradients(
+    model: &Network,
+    loss: LossKind,
+    images: Tensor<4>,
+    rates: Tensor<2>,
+    masks: Vec<Option<Tensor<2>>>,
+    in_halves: bool,
+) -> GradientsParams {
+    let batch = images.dims()[0];
+    if !in_halves || batch < 2 {
+        return part_gradients(model, loss, images, rates, masks, batch);
+    }
+    let part = |start: usize, len: usize| {
+        let masks = masks
+            .iter()
+            .map(|mask| mask.clone().map(|mask| mask.narrow(0, start, len)))
+            .collect();
+        let images = images.clone().narrow(0, start, len);
+        (images, rates.clone().narrow(0, start, len), masks)
+    };
+    let ((images_a, rates_a, masks_a), (images_b, rates_b, masks_b)) =
+        (part(0, batch / 2), part(batch / 2, batch - batch / 2));
+    // The second half's network has autodiff leaves of its own (the same parameters and
+    // ids): halves sharing one graph would each consume the other's tape in their backward
+    // passes.
+    let forked = model.clone().fork(&images_b.device());
+    let (a, b) = side_by_side(
+        || part_gradients(model, loss, images_a, rates_a, masks_a, batch),
+        || part_gradients(&forked, loss, images_b, rates_b, masks_b, batch),
+    );
+    let mut sum = GradientsAccumulator::new();
+    sum.accumulate(model, a);
+    sum.accumulate(model, b);
+    sum.grads()
+}
+
+/// The gradient of the loss of `images`, a part of a batch of `batch` images (or all of it).
+/// Each member learns from its own loss; the sum trains them all in one backward pass. The
+/// loss's value is never read here, so the backward pass starts from its terms.
+fn part_gradients(
+    model: &Network,
+    loss: LossKind,
+    images: Tensor<4>,
+    rates: Tensor<2>,
+    masks: Vec<Option<Tensor<2>>>,
+    batch: usize,
+) -> GradientsParams {
+    let loss_terms = model
+        .member_rates(images, masks)
+        .into_iter()
+        .map(|rates_k| loss.scaled_terms(rates_k, rates.clone(), batch))
+        .reduce(|a, b| a + b)
+        .expect("a network has at least one member");
+    GradientsParams::from_grads(loss_terms.backward(), model)
+}
+
+/// The training images on the device, laid out for the backend's convolution. On the GPU
+/// they are stored [height, width, image, 1], so that a batch picked from them has the image
+/// axis innermost: the GPU's convolution reads that as it is, and its filter gradient, which
+/// takes the images as channels, then needs no copy of them (one kernel launch per step
+/// fewer; BENCHMARKS.md). On the CPU they stay [image, height, width, 1].
+struct TrainingImages {
+    stored: Tensor<4>,
+    image_axis: usize,
+}
+
+impl TrainingImages {
+    fn new(images: Tensor<3>) -> Self {
+        let [count, height, width] = images.dims();
+        if images.device().without_autodiff() == Device::flex() {
+            let stored = images.reshape([count, height, width, 1]);
+            return Self {
+                stored,
+                image_axis: 0,
+            };
+        }
+        let stored = images.permute([1, 2, 0]).reshape([height, width, count, 1]);
+        Self {
+            stored,
+            image_axis: 2,
+        }
+    }
+
+    /// The images `picks` as [batch, 1, height, width].
+    fn batch(&self, picks: Tensor<1, Int>) -> Tensor<4> {
+        let picked = self.stored.clone().select(self.image_axis, picks);
+        match self.image_axis {
+            0 => picked.permute([0, 3, 1, 2]),
+            _ => picked.permute([2, 3, 0, 1]),
+        }
+    }
+}
+
+/// `a` and `b` at once on burn-flex's thread pool (natively), or one after the other.
+fn side_by_side<A: Send, B: Send>(
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    #[cfg(not(target_arch = "wasm32"))]
+    return rayon::join(a, b);
+    #[cfg(target_arch = "wasm32")]
+    (a(), b())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ModelConfig;
+
+    /// Taken in halves, a batch's gradient must be the whole batch's, for every parameter of
+    /// every member, with each member's dropout mask. It fails if each half divided by its
+    /// own count (twice the gradient), or if a half took another half's masks or rates.
+    #[test]
+    fn a_batch_in_halves_has_the_whole_batchs_gradient() {
+        let device = Device::flex().autodiff();
+        let config = ModelConfig::new()
+            .with_conv1(4)
+            .with_conv2(5)
+            .with_hidden1(12)
+            .with_ensemble(2);
+        let network = config.init([33, 33], 6, 5, &device).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let mut values = |n: usize, scale: f64| -> Vec<f32> {
+            (0..n)
+                .map(|_| (rng.random::<f64>() * scale) as f32)
+                .collect()
+        };
+        let batch = 9;
+        let images = Tensor::<1>::from_floats(values(batch * 33 * 33, 255.0).as_slice(), &device)
+            .reshape([batch, 1, 33, 33]);
+        let rates = Tensor::<1>::from_floats(values(batch * 6, 2.0).as_slice(), &device)
+            .reshape([batch, 6]);
+        let mask = |values: Vec<f32>| {
+            let kept: Vec<f32> = values
+                .iter()
+                .map(|&v| if v < 0.5 { 0.0 } else { 2.0 })
+                .collect();
+            Some(Tensor::<1>::from_floats(kept.as_slice(), &device).reshape([batch, 12]))
+        };
+        let masks = vec![mask(values(batch * 12, 1.0)), mask(values(batch * 12, 1.0))];
+        let gradients = |in_halves| {
+            batch_gradients(
+                &network,
+                LossKind::Mse,
+                images.clone(),
+                rates.clone(),
+                masks.clone(),
+                in_halves,
+            )
+        };
+        let (whole, halves) = (gradients(false), gradients(true));
+        for (k, member) in network.members.iter().enumerate() {
+            let hidden = member.hidden.as_ref().unwrap();
+            let pairs: Vec<(String, Tensor<1>, Tensor<1>)> = vec![
+                {
+                    let id = member.conv_blocks[0].conv.weight.id;
+                    let get = |g: &GradientsParams| g.get::<4>(id).unwrap().flatten::<1>(0, 3);
+                    ("conv 1 weights".into(), get(&whole), get(&halves))
+                },
+                {
+                    let id = member.conv_blocks[1].conv.weight.id;
+                    let get = |g: &GradientsParams| g.get::<4>(id).unwrap().flatten::<1>(0, 3);
+                    ("conv 2 weights".into(), get(&whole), get(&halves))
+                },
+                {
+                    let id = hidden.weight.id;
+                    let get = |g: &GradientsParams| g.get::<2>(id).unwrap().flatten::<1>(0, 1);
+                    ("hidden weights".into(), get(&whole), get(&halves))
+                },
+                {
+                    let id = member.output.bias.as_ref().unwrap().id;
+                    let get = |g: &GradientsParams| g.get::<1>(id).unwrap();
+                    ("output biases".into(), get(&whole), get(&halves))
+                },
+            ];
+            for (name, whole, halves) in pairs {
+                let largest: f32 = whole.clone().abs().max().into_scalar();
+                let gap: f32 = (whole - halves).abs().max().into_scalar();
+                assert!(largest > 0.0, "member {k}, {name}: no gradient");
+                assert!(
+                    gap <= 1e-4 * largest,
+                    "member {k}, {name}: halves differ by {gap} (largest {largest})"
+                );
+            }
         }
     }
 }
