@@ -6,7 +6,7 @@ short run divided by the extra steps, so start-up (and, in the page, loading) ca
 Rounds alternate page and native so that the machine's drift hits both alike; medians and
 the ratio page / native are printed.
 
-Usage: python3 tests/bench/page_vs_native.py [--rounds 3] [--steps 10,40] V1P_BINARY [NAME=DIST_DIR[:V1P] …]
+Usage: python3 tests/bench/page_vs_native.py [--rounds 3] [--steps 10,40] [--backend cpu|wgpu] V1P_BINARY [NAME=DIST_DIR[:V1P] …]
 (default DIST_DIR: dist/, built by `trunk build`). A build that names its own `v1p` (the
 binary built from the same commit) is compared with that one, timed in the same rounds as
 "NAME native"; the others with V1P_BINARY ("native", timed only if some build needs it)."""
@@ -21,8 +21,8 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 DEMO = ROOT / "data" / "simulated-v1.mat"
 
 
-def page_seconds(driver, base, steps):
-    driver.get(f"{base}/index.html?backend=cpu&max_steps={steps}&eval_every=100000")
+def page_seconds(driver, base, steps, backend="cpu"):
+    driver.get(f"{base}/index.html?backend={backend}&max_steps={steps}&eval_every=100000")
     WebDriverWait(driver, 300).until(lambda d: d.execute_script("return document.body.dataset.ready") == "true")
     driver.find_element(By.ID, "train-button").click()
     WebDriverWait(driver, 900).until(
@@ -47,6 +47,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", default="10,40", help="SHORT,LONG: the two runs' lengths (longer: less noise)")
+    parser.add_argument("--backend", default="cpu", choices=["cpu", "wgpu"],
+                        help="the page's backend (wgpu: the page's WebGPU step beside native's CPU step)")
     parser.add_argument("binary")
     parser.add_argument("builds", nargs="*", help="NAME=DIST_DIR[:V1P]")
     args = parser.parse_args()
@@ -69,7 +71,7 @@ def main():
         for round_ in range(args.rounds):
             for name, server in servers.items():
                 base = f"http://127.0.0.1:{server.server_address[1]}"
-                times[name].append(ms_per_step(lambda n: page_seconds(driver, base, n), steps))
+                times[name].append(ms_per_step(lambda n: page_seconds(driver, base, n, args.backend), steps))
             for name, binary in natives.items():
                 times[name].append(ms_per_step(lambda n: native_seconds(binary, n), steps))
             print(f"round {round_ + 1}: " + ", ".join(f"{n} {v[-1]:.1f} ms" for n, v in times.items()), flush=True)
@@ -82,8 +84,10 @@ def main():
     print("|---|---|---|---|")
     for name, values in times.items():
         spread = ", ".join(f"{v:.1f}" for v in values)
-        native = median[f"{name} native" if f"{name} native" in natives else "native"]
-        ratio = f"{median[name] / native:.2f}" if name in builds else ""
+        ratio = ""
+        if name in builds:  # a native row has no ratio of its own
+            native = median[f"{name} native" if f"{name} native" in natives else "native"]
+            ratio = f"{median[name] / native:.2f}"
         print(f"| {name} | {median[name]:.1f} | {spread} | {ratio} |")
 
 
