@@ -80,7 +80,8 @@ def main():
         for server in servers.values():
             server.shutdown()
     median = {name: statistics.median(values) for name, values in times.items()}
-    print("\n| contender (one thread) | ms per step (median) | rounds | ratio to its native |")
+    page = "page on WebGPU, native on one CPU thread" if args.backend == "wgpu" else "one thread"
+    print(f"\n| contender ({page}) | ms per step (median) | rounds | ratio to its native |")
     print("|---|---|---|---|")
     for name, values in times.items():
         spread = ", ".join(f"{v:.1f}" for v in values)
