@@ -207,10 +207,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Inspect { files } => inspect(&files),
-        Command::Train(args) => train(&args),
+        Command::Train(args) => on_thread_pool(|| train(&args)),
         Command::Simulate(args) => simulate(&args),
         Command::Sweep(args) => crate::sweep::sweep(&args),
-        Command::Explain(args) => match explain(&args) {
+        Command::Explain(args) => match on_thread_pool(|| explain(&args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err((code, message)) => {
                 eprintln!("error: {message}");
@@ -218,6 +218,14 @@ pub fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// Runs `work` on one of rayon's threads, where burn-flex runs its kernels. From the main
+/// thread, every kernel that burn-flex hands to the pool puts the main thread to sleep until
+/// a pool thread has run it: at one thread about 14 thread switches per training step, none
+/// on the pool, where a kernel runs where it is called (BENCHMARKS.md).
+fn on_thread_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| work())
 }
 
 /// Exit code 2 for bad input (files, flags), 1 when the work itself fails.
@@ -623,4 +631,15 @@ async fn write_results(
         files.extend(results::network_files(&network).map_err(|e| e.to_string())?);
     }
     write_files(dir, files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_thread_pool;
+
+    #[test]
+    fn work_handed_to_the_thread_pool_runs_on_a_pool_thread() {
+        assert_eq!(rayon::current_thread_index(), None, "the test's own thread");
+        assert!(on_thread_pool(rayon::current_thread_index).is_some());
+    }
 }
