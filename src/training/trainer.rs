@@ -1,3 +1,7 @@
+use std::future::Future;
+use std::pin::Pin;
+
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
@@ -57,6 +61,38 @@ pub struct Trainer {
     baseline: Baseline,
     history: Vec<EvalRecord>,
     best: Option<BestNetwork>,
+    halves: Halves,
+}
+
+/// How a training step takes its batch's gradient.
+enum Halves {
+    /// The batch whole: a GPU, or one thread natively.
+    No,
+    /// In two halves, side by side where there are threads (natively on the CPU with two or
+    /// more), one after the other where there are not.
+    Here,
+    /// One half here; the other in a partner that runs the same trainer (same seed, same
+    /// draws) and swaps its half's gradient for this one's each step: the page's CPU runs,
+    /// in two workers (web::engine).
+    Shared {
+        mine: usize,
+        partner: Box<dyn GradientExchange>,
+    },
+}
+
+/// A future that stays on its thread (the page's futures hold JS values).
+pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// The other half of each batch, computed elsewhere (see [`Trainer::share_batches`]).
+pub trait GradientExchange {
+    /// Sends this side's half-gradient of step `step` (flattened in the network's parameter
+    /// order, [`flat_gradients`]) and gives the other side's, or `None` once the other side
+    /// has ended the run.
+    fn swap(
+        &self,
+        step: usize,
+        mine: Vec<f32>,
+    ) -> LocalFuture<'_, Result<Option<Vec<f32>>, TrainError>>;
 }
 
 impl Trainer {
@@ -135,7 +171,31 @@ impl Trainer {
             baseline,
             history: Vec::new(),
             best: None,
-        })
+            halves: Halves::No,
+        }
+        .with_default_halves())
+    }
+
+    fn with_default_halves(mut self) -> Self {
+        self.halves = if self.batch_in_halves() {
+            Halves::Here
+        } else {
+            Halves::No
+        };
+        self
+    }
+
+    /// From now on each step computes half of its batch here (`half` 0, the first, or 1) and
+    /// takes the other half's gradient from `partner`, a trainer built alike (same flags,
+    /// data and device kind) that shares with this one as the other half. Both then apply the
+    /// same sum, so they stay the same network, step after step; only half 0 needs to
+    /// evaluate. The numbers are those of [`Halves::Here`] to the bit.
+    pub fn share_batches(&mut self, half: usize, partner: Box<dyn GradientExchange>) {
+        assert!(half < 2, "a batch has two halves");
+        self.halves = Halves::Shared {
+            mine: half,
+            partner,
+        };
     }
 
     pub fn config(&self) -> &TrainingConfig {
@@ -188,8 +248,9 @@ impl Trainer {
         }
     }
 
-    /// One SGD/Adam update on a random batch; nothing is read back.
-    fn update(&mut self) {
+    /// One SGD/Adam update on a random batch; nothing is read back. `false` when the batch's
+    /// other half will not come: the partner has ended the run.
+    async fn update(&mut self) -> Result<bool, TrainError> {
         let n_train = self.split.train.len();
         let picks = rand::seq::index::sample(&mut self.rng, n_train, self.config.batch_size);
         let picks: Vec<i64> = picks.into_iter().map(|i| i as i64).collect();
@@ -224,15 +285,24 @@ impl Trainer {
                 ))
             })
             .collect();
-        let in_halves = self.batch_in_halves();
-        let grads = batch_gradients(
-            &self.model,
-            self.config.loss,
-            images,
-            rates,
-            masks,
-            in_halves,
-        );
+        let loss = self.config.loss;
+        let grads = match &self.halves {
+            Halves::No => part_gradients(&self.model, loss, images, rates, masks, batch),
+            Halves::Here => batch_gradients(&self.model, loss, images, rates, masks, true),
+            Halves::Shared { mine, partner } => {
+                let part = batch_part(&images, &rates, &masks, half_range(*mine, batch));
+                let own = part_gradients(&self.model, loss, part.0, part.1, part.2, batch);
+                let flat = flat_gradients(&self.model, &own);
+                let Some(theirs) = partner.swap(self.steps_done, flat).await? else {
+                    return Ok(false);
+                };
+                let theirs = gradients_from_flat(&self.model, &own, &theirs)?;
+                match mine {
+                    0 => sum_of_halves(&self.model, own, theirs),
+                    _ => sum_of_halves(&self.model, theirs, own),
+                }
+            }
+        };
         // The update may write each parameter in place only where nothing else holds it, so
         // the network is moved into it. On the GPU that keeps the conv filters in the layout
         // they were made in (`model::filters_param`): the filter gradients are held until the
@@ -252,20 +322,35 @@ impl Trainer {
         let model = std::mem::replace(&mut self.model, emptied);
         self.model = self.optimizer.step(self.config.learning_rate, model, grads);
         drop(held_filter_grads);
+        Ok(true)
     }
 
     fn on_cpu(&self) -> bool {
         self.device.clone().without_autodiff() == Device::flex()
     }
 
-    /// Natively on the CPU backend with two threads or more, a batch's gradient is taken in
-    /// two halves at once. The page's wasm has one thread, and a GPU takes the batch whole.
+    /// On the CPU backend a batch's gradient is taken in two halves: natively with two threads
+    /// or more (at once), and always in the page, whose workers may share them
+    /// ([`Trainer::share_batches`]) — so that a seed gives the same numbers on every laptop,
+    /// whatever its cores. A GPU takes the batch whole.
     fn batch_in_halves(&self) -> bool {
         #[cfg(not(target_arch = "wasm32"))]
         let threads = rayon::current_num_threads();
         #[cfg(target_arch = "wasm32")]
-        let threads = 1;
+        let threads = 2;
         threads >= 2 && self.config.batch_size >= 2 && self.on_cpu()
+    }
+
+    /// A partner's loop ([`Trainer::share_batches`] with half 1): trains, without evaluating,
+    /// until the run's last step or until half 0 ends the run.
+    pub async fn follow(&mut self) -> Result<(), TrainError> {
+        while self.steps_done < self.config.max_steps {
+            if !self.update().await? {
+                break;
+            }
+            self.steps_done += 1;
+        }
+        Ok(())
     }
 
     /// Runs up to `max_updates` updates, stopping early right after an evaluation (when the
@@ -276,7 +361,12 @@ impl Trainer {
             if self.is_finished() {
                 break;
             }
-            self.update();
+            if !self.update().await? {
+                // Only a partner ends a run early, and half 0, the one that evaluates, has none.
+                return Err(TrainError::Device(
+                    "the worker with the batch's other half stopped".into(),
+                ));
+            }
             let step = self.steps_done;
             self.steps_done += 1;
             if self.config.is_eval_step(step) {
@@ -389,16 +479,8 @@ fn batch_gradients(
     if !in_halves || batch < 2 {
         return part_gradients(model, loss, images, rates, masks, batch);
     }
-    let part = |start: usize, len: usize| {
-        let masks = masks
-            .iter()
-            .map(|mask| mask.clone().map(|mask| mask.narrow(0, start, len)))
-            .collect();
-        let images = images.clone().narrow(0, start, len);
-        (images, rates.clone().narrow(0, start, len), masks)
-    };
-    let ((images_a, rates_a, masks_a), (images_b, rates_b, masks_b)) =
-        (part(0, batch / 2), part(batch / 2, batch - batch / 2));
+    let part = |half| batch_part(&images, &rates, &masks, half_range(half, batch));
+    let ((images_a, rates_a, masks_a), (images_b, rates_b, masks_b)) = (part(0), part(1));
     // The second half's network has autodiff leaves of its own (the same parameters and
     // ids): halves sharing one graph would each consume the other's tape in their backward
     // passes.
@@ -407,10 +489,118 @@ fn batch_gradients(
         || part_gradients(model, loss, images_a, rates_a, masks_a, batch),
         || part_gradients(&forked, loss, images_b, rates_b, masks_b, batch),
     );
+    sum_of_halves(model, a, b)
+}
+
+/// The first half's gradient plus the second's, always in that order (the same sum on both
+/// sides of a shared batch).
+fn sum_of_halves(
+    model: &Network,
+    first: GradientsParams,
+    second: GradientsParams,
+) -> GradientsParams {
     let mut sum = GradientsAccumulator::new();
-    sum.accumulate(model, a);
-    sum.accumulate(model, b);
+    sum.accumulate(model, first);
+    sum.accumulate(model, second);
     sum.grads()
+}
+
+/// The images of a batch's half: 0 the first `batch / 2`, 1 the rest.
+fn half_range(half: usize, batch: usize) -> std::ops::Range<usize> {
+    match half {
+        0 => 0..batch / 2,
+        _ => batch / 2..batch,
+    }
+}
+
+type BatchPart = (Tensor<4>, Tensor<2>, Vec<Option<Tensor<2>>>);
+
+/// Images, rates and dropout masks of the batch's images `range`.
+fn batch_part(
+    images: &Tensor<4>,
+    rates: &Tensor<2>,
+    masks: &[Option<Tensor<2>>],
+    range: std::ops::Range<usize>,
+) -> BatchPart {
+    let (start, len) = (range.start, range.len());
+    let masks = masks
+        .iter()
+        .map(|mask| mask.clone().map(|mask| mask.narrow(0, start, len)))
+        .collect();
+    (
+        images.clone().narrow(0, start, len),
+        rates.clone().narrow(0, start, len),
+        masks,
+    )
+}
+
+/// Every gradient of `grads`, in the order in which `model` visits its parameters, as one
+/// vector: what a shared batch's half sends to the other worker.
+pub fn flat_gradients(model: &Network, grads: &GradientsParams) -> Vec<f32> {
+    struct Flatten<'a> {
+        grads: &'a GradientsParams,
+        values: Vec<f32>,
+    }
+    impl ModuleVisitor for Flatten<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(grad) = self.grads.get::<D>(param.id) {
+                let data = grad.into_data().convert::<f32>();
+                self.values
+                    .extend_from_slice(data.as_slice::<f32>().expect("f32 after convert"));
+            }
+        }
+    }
+    let mut flatten = Flatten {
+        grads,
+        values: Vec::new(),
+    };
+    model.visit(&mut flatten);
+    flatten.values
+}
+
+/// The other half's gradients from their vector ([`flat_gradients`]), shaped and placed as
+/// `like`'s (this half's: the same parameters have gradients on both sides).
+fn gradients_from_flat(
+    model: &Network,
+    like: &GradientsParams,
+    values: &[f32],
+) -> Result<GradientsParams, TrainError> {
+    struct Unflatten<'a> {
+        like: &'a GradientsParams,
+        values: &'a [f32],
+        at: usize,
+        grads: GradientsParams,
+    }
+    impl ModuleVisitor for Unflatten<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let Some(own) = self.like.get::<D>(param.id) else {
+                return;
+            };
+            let dims = own.dims();
+            let end = self.at + dims.iter().product::<usize>();
+            if let Some(values) = self.values.get(self.at..end) {
+                let data = TensorData::new(values.to_vec(), dims);
+                let grad = Tensor::from_data(data, &own.device());
+                self.grads.register::<D>(param.id, grad);
+            }
+            self.at = end;
+        }
+    }
+    let mut unflatten = Unflatten {
+        like,
+        values,
+        at: 0,
+        grads: GradientsParams::new(),
+    };
+    model.visit(&mut unflatten);
+    if unflatten.at != values.len() || unflatten.grads.len() != like.len() {
+        return Err(TrainError::Device(format!(
+            "the other half's gradient has {} values, not the {} this network's take",
+            values.len(),
+            unflatten.at
+        )));
+    }
+    Ok(unflatten.grads)
 }
 
 /// The gradient of the loss of `images`, a part of a batch of `batch` images (or all of it).
@@ -560,6 +750,165 @@ mod tests {
                     gap <= 1e-4 * largest,
                     "member {k}, {name}: halves differ by {gap} (largest {largest})"
                 );
+            }
+        }
+    }
+
+    /// A vector of the wrong length is refused with a message, not taken apart wrongly.
+    #[test]
+    fn a_gradient_vector_of_the_wrong_length_is_refused() {
+        let device = Device::flex().autodiff();
+        let network = ModelConfig::new()
+            .with_conv1(2)
+            .with_conv2(3)
+            .with_hidden1(4)
+            .init([33, 33], 2, 1, &device)
+            .unwrap();
+        let images = Tensor::<4>::ones([2, 1, 33, 33], &device);
+        let rates = Tensor::<2>::ones([2, 2], &device);
+        let grads = part_gradients(&network, LossKind::Mse, images, rates, vec![None], 2);
+        let flat = flat_gradients(&network, &grads);
+        assert!(gradients_from_flat(&network, &grads, &flat).is_ok());
+        for wrong in [
+            &flat[..flat.len() - 1],
+            &[flat.as_slice(), &[0.0]].concat()[..],
+        ] {
+            let Err(error) = gradients_from_flat(&network, &grads, wrong) else {
+                panic!("{} values were taken", wrong.len());
+            };
+            assert!(
+                error
+                    .to_string()
+                    .contains(&format!("{} values", wrong.len())),
+                "{error}"
+            );
+        }
+    }
+
+    /// Natively only: the test drives both trainers with `pollster`.
+    #[cfg(not(target_arch = "wasm32"))]
+    mod shared_batches {
+        use std::cell::RefCell;
+        use std::collections::VecDeque;
+        use std::rc::Rc;
+        use std::task::{Poll, Waker};
+
+        use super::*;
+
+        /// The page's two workers: two trainers that share each batch train, step after step, the
+        /// network that one trainer in halves trains, to the bit (and so the same as each other).
+        /// It fails if a side took the wrong half, if the vector put a gradient on the wrong
+        /// parameter, or if a side applied its own half alone.
+        #[test]
+        fn two_trainers_sharing_batches_train_the_network_one_trainer_in_halves_does() {
+            let config = TrainingConfig::new()
+                .with_optimizer(OptimizerKind::Adam)
+                .with_learning_rate(1e-3)
+                .with_max_steps(4)
+                .with_batch_size(9)
+                .with_seed(5)
+                .with_model(
+                    ModelConfig::new()
+                        .with_conv1(4)
+                        .with_conv2(5)
+                        .with_hidden1(12)
+                        .with_ensemble(2),
+                );
+            let demo = crate::data::read_mat(
+                "simulated-v1.mat",
+                include_bytes!("../../data/simulated-v1.mat"),
+            )
+            .expect("the demo data loads");
+            let trainer = || Trainer::new(config.clone(), demo.clone(), &Device::flex()).unwrap();
+            let mut alone = trainer();
+            alone.halves = Halves::Here;
+            pollster::block_on(alone.follow()).unwrap();
+
+            let mailboxes = Rc::new(Mailboxes::default());
+            let (mut first, mut second) = (trainer(), trainer());
+            first.share_batches(0, Box::new(Side(0, mailboxes.clone())));
+            second.share_batches(1, Box::new(Side(1, mailboxes)));
+            {
+                let (a, b) = (first.follow(), second.follow());
+                let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+                let (mut a_done, mut b_done) = (false, false);
+                pollster::block_on(std::future::poll_fn(|cx| {
+                    if !a_done && let Poll::Ready(result) = a.as_mut().poll(cx) {
+                        result.unwrap();
+                        a_done = true;
+                    }
+                    if !b_done && let Poll::Ready(result) = b.as_mut().poll(cx) {
+                        result.unwrap();
+                        b_done = true;
+                    }
+                    if a_done && b_done {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                }));
+            }
+
+            assert_eq!(first.steps_done(), 4);
+            assert_eq!(second.steps_done(), 4);
+            let untrained = weights(trainer().model());
+            let reference = weights(alone.model());
+            assert_ne!(reference, untrained, "four steps moved the weights");
+            assert_eq!(
+                weights(first.model()),
+                reference,
+                "the first half's network"
+            );
+            assert_eq!(
+                weights(second.model()),
+                reference,
+                "the second half's network"
+            );
+        }
+
+        /// Every parameter's values, in visiting order.
+        fn weights(model: &Network) -> Vec<f32> {
+            struct Values(Vec<f32>);
+            impl ModuleVisitor for Values {
+                fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                    let data = param.val().into_data().convert::<f32>();
+                    self.0.extend_from_slice(data.as_slice::<f32>().unwrap());
+                }
+            }
+            let mut values = Values(Vec::new());
+            model.visit(&mut values);
+            values.0
+        }
+
+        /// Two in-memory mailboxes, one per side: what the other side sent, in order.
+        #[derive(Default)]
+        struct Mailboxes {
+            letters: RefCell<[VecDeque<Vec<f32>>; 2]>,
+            waiting: RefCell<[Option<Waker>; 2]>,
+        }
+
+        struct Side(usize, Rc<Mailboxes>);
+
+        impl GradientExchange for Side {
+            fn swap(
+                &self,
+                _step: usize,
+                mine: Vec<f32>,
+            ) -> LocalFuture<'_, Result<Option<Vec<f32>>, TrainError>> {
+                let (me, other) = (self.0, 1 - self.0);
+                self.1.letters.borrow_mut()[other].push_back(mine);
+                if let Some(waker) = self.1.waiting.borrow_mut()[other].take() {
+                    waker.wake();
+                }
+                Box::pin(std::future::poll_fn(move |cx| {
+                    match self.1.letters.borrow_mut()[me].pop_front() {
+                        Some(theirs) => Poll::Ready(Ok(Some(theirs))),
+                        None => {
+                            self.1.waiting.borrow_mut()[me] = Some(cx.waker().clone());
+                            Poll::Pending
+                        }
+                    }
+                }))
             }
         }
     }

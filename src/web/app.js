@@ -5,7 +5,7 @@
 import { createInside } from "./inside.js";
 import { compileEngine, startEngine } from "./engine.js";
 import { registerOffline } from "./offline.js";
-import { $, formatSeconds, grouped, hideError, reply, request, saveBlob, showError, state } from "./page.js";
+import { $, formatSeconds, grouped, hideError, initialParams, reply, request, saveBlob, showError, state } from "./page.js";
 import {
   applyConfig, applyUrl, buildForm, buildModelMenu, clearFlagErrors, readConfig, showSettingsError, syncUrl,
 } from "./form.js";
@@ -62,7 +62,9 @@ async function main() {
 function startEngineWorker(module) {
   state.worker = new Worker("worker.js", { type: "module" });
   const worker = state.worker;
-  module.then((compiled) => worker.postMessage({ type: "engine", module: compiled }), () => {});
+  // `cpu-workers=1` in the page's address keeps CPU runs in one worker (halves.js).
+  const cpuWorkers = initialParams.get("cpu-workers");
+  module.then((compiled) => worker.postMessage({ type: "engine", module: compiled, cpuWorkers }), () => {});
   const ready = new Promise((resolve) => state.replies.set("ready", resolve));
   state.worker.onmessage = (event) => onEngineEvent(event.data);
   state.worker.onerror = (event) => {

@@ -16,6 +16,7 @@ use js_sys::{Array, Function, Uint8Array};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
+use super::halves::{HalfExchange, HalfPort};
 use super::to_js;
 use crate::backend::{self, BackendKind, ComputeDevice};
 use crate::config::ConfigError;
@@ -272,6 +273,17 @@ impl From<ExportFile> for FileOut {
     }
 }
 
+/// The second worker's part of a run, ended with the run.
+struct PartnerRun(Option<(Rc<HalfPort>, u32)>);
+
+impl Drop for PartnerRun {
+    fn drop(&mut self) {
+        if let Some((port, run)) = self.0.take() {
+            port.end(run);
+        }
+    }
+}
+
 /// Pause and stop, set by requests while the run's loop awaits between slices.
 #[derive(Default)]
 struct Control {
@@ -287,6 +299,9 @@ struct EngineState {
     runs: RefCell<HashMap<u32, Rc<Control>>>,
     /// The open inside views, if any.
     inside: RefCell<Option<Rc<inside::InsideSession>>>,
+    /// The second worker that takes half of each CPU run's batch (halves.rs), where the page
+    /// has one (two cores or more).
+    halves: Option<Rc<HalfPort>>,
 }
 
 /// The engine as worker.js holds it.
@@ -298,9 +313,10 @@ pub struct Engine {
 #[wasm_bindgen]
 impl Engine {
     /// `emit(event, transfer)` posts an event to the page; `adapter` is
-    /// `{ ok, name?, reason? }` from the browser's `navigator.gpu`.
+    /// `{ ok, name?, reason? }` from the browser's `navigator.gpu`; `halves` the port to a
+    /// second worker for CPU runs (halves.js), or null.
     #[wasm_bindgen(constructor)]
-    pub fn new(emit: Function, adapter: JsValue) -> Engine {
+    pub fn new(emit: Function, adapter: JsValue, halves: JsValue) -> Engine {
         #[derive(Deserialize)]
         struct Adapter {
             ok: bool,
@@ -320,6 +336,8 @@ impl Engine {
             datasets: RefCell::default(),
             runs: RefCell::default(),
             inside: RefCell::default(),
+            halves: (!halves.is_null() && !halves.is_undefined())
+                .then(|| Rc::new(halves.unchecked_into::<HalfPort>())),
         });
         state.send(&Event::Ready {
             webgpu: state.adapter.is_ok(),
@@ -451,10 +469,23 @@ impl EngineState {
         config
             .validate_for(&dataset)
             .map_err(|e| not_started(e.into()))?;
+        // Told to end when this run ends, however it ends.
+        let mut partner = PartnerRun(None);
         let mut runner = if config.model.family.is_trained() {
-            let (device, notice) = self.device(&start.backend).await.map_err(not_started)?;
-            let trainer =
+            let (mut device, notice) = self.device(&start.backend).await.map_err(not_started)?;
+            let for_partner = to_js(&config);
+            let mut trainer =
                 Trainer::new(config, dataset, &device.device).map_err(|e| not_started(e.into()))?;
+            if let (Some(port), BackendKind::Cpu, Ok(config)) =
+                (&self.halves, device.kind, for_partner)
+            {
+                port.start(start.run, start.dataset, config);
+                partner = PartnerRun(Some((port.clone(), start.run)));
+                trainer.share_batches(0, Box::new(HalfExchange::new(port.clone(), start.run)));
+                device
+                    .description
+                    .push_str(", each batch in two halves on two workers");
+            }
             self.send(&Event::RunStarted {
                 run: start.run,
                 backend: device.kind,
@@ -489,6 +520,7 @@ impl EngineState {
             .train(start.run, &mut runner, control, started)
             .await
             .map_err(|e| (true, e))?;
+        drop(partner);
         // Read now: a Stop pressed while the network is read back does not make this run stopped.
         let stopped = control.stopped.get();
         // The best network's files are made here, where it lives (read back asynchronously).

@@ -7,10 +7,12 @@ mod canvas;
 mod engine;
 mod explain;
 mod flags;
+mod halves;
 mod plots;
 
 pub use engine::{Engine, Event, Request};
 pub use explain::export_inside_files;
+pub use halves::BatchPartner;
 
 use js_sys::{Array, Uint8Array};
 use serde::Serialize;

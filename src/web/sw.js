@@ -13,7 +13,7 @@ const CACHE = `${PREFIX}${VERSION}`;
 // (tests/e2e/test_offline.py checks it). The bundled data is read from data/index.json.
 const FILES = [
   "./", "index.html", "main.css", "app.js", "engine.js", "compute.js", "inside.js",
-  "worker.js", "offline.js", "page.js", "form.js", "data.js", "plots.js", "runs.js",
+  "worker.js", "halves.js", "partner.js", "offline.js", "page.js", "form.js", "data.js", "plots.js", "runs.js",
   "v1-predictor.js", "data/index.json",
   // The brotli decoder (brotli.js), for a page that finds the engine missing here.
   "brotli.js", "brotli_dec_wasm.js", "brotli_dec_wasm_bg.wasm.gz",

@@ -4,16 +4,24 @@
 import { Engine } from "./v1-predictor.js";
 import { webgpuAdapter } from "./compute.js";
 import { engineFromPage } from "./engine.js";
+import { cpuWorkers, partnerPort } from "./halves.js";
 
 const loader = engineFromPage();
 // Requests that arrive while the engine starts wait for it, in order.
 const waiting = [];
 let engine = null;
+// The second worker of CPU runs (halves.js), on a machine with two cores or more.
+let halves = null;
 
 self.onmessage = (event) => {
-  if (loader.accept(event.data)) return;
-  if (engine) engine.handle(event.data);
-  else waiting.push(event.data);
+  const message = event.data;
+  if (message?.type === "engine" && !halves && cpuWorkers(message.cpuWorkers) >= 2) {
+    halves = partnerPort(message.module);
+  }
+  if (loader.accept(message)) return;
+  halves?.observe(message);
+  if (engine) engine.handle(message);
+  else waiting.push(message);
 };
 
 async function start() {
@@ -22,7 +30,7 @@ async function start() {
   const silent = { ok: false, reason: "the GPU did not answer" };
   const late = new Promise((resolve) => setTimeout(() => resolve(silent), 10_000));
   const [, adapter] = await Promise.all([loader.ready, Promise.race([webgpuAdapter(), late])]);
-  engine = new Engine((message, transfer) => self.postMessage(message, transfer), adapter);
+  engine = new Engine((message, transfer) => self.postMessage(message, transfer), adapter, halves);
   for (const request of waiting.splice(0)) engine.handle(request);
 }
 

@@ -255,3 +255,43 @@ def test_runs_kept_by_the_first_store_version_are_moved_over(driver, base_url):
     # Clearing empties both stores.
     driver.find_element(By.ID, "clear-runs").click()
     WebDriverWait(driver, 20).until(lambda d: d.execute_async_script(STORE_COUNTS) == [2, 0, 0])
+
+
+def kept_runs(driver):
+    """The runs the page kept, oldest first: what each computed on (`backend`) and its report."""
+    return driver.execute_async_script("""const done = arguments[arguments.length - 1];
+        const open = indexedDB.open('v1-predictor');
+        open.onsuccess = () => {
+          const db = open.result;
+          if (!db.objectStoreNames.contains('runs')) { db.close(); return done([]); }
+          const all = db.transaction('runs').objectStore('runs').getAll();
+          all.onsuccess = () => {
+            db.close();
+            done(all.result.sort((a, b) => a.id - b.id)
+              .map((run) => ({ backend: run.backend, history: run.report.history, best: run.report.best })));
+          };
+        };""")
+
+
+def test_a_cpu_run_takes_its_batch_in_two_workers_with_the_numbers_of_one(driver, base_url):
+    """On a machine with two cores the page's CPU runs give half of each batch to a second
+    worker, and the two workers' run is the one-worker run (`cpu-workers=1`) to the bit: every
+    evaluation's losses and r, the best step and every neuron's r. It fails if a half, or a
+    gradient in the workers' messages, went astray, or if the second worker was never used."""
+    assert driver.execute_script("return navigator.hardwareConcurrency") >= 2
+    runs = {}
+    for workers in ("2", "1"):
+        open_page(driver, base_url, backend="cpu", max_steps="16", seed="5", **{**SMALL, "cpu-workers": workers})
+        kept = len(kept_runs(driver))
+        driver.find_element(By.ID, "train-button").click()
+        assert wait_state(driver, {"finished", "error"}, 300) == "finished"
+        WebDriverWait(driver, 30).until(lambda d: len(kept_runs(d)) > kept)
+        runs[workers] = kept_runs(driver)[-1]
+    assert "two halves on two workers" in runs["2"]["backend"], runs["2"]["backend"]
+    assert "two workers" not in runs["1"]["backend"], runs["1"]["backend"]
+    assert len(runs["2"]["history"]) == len(runs["1"]["history"]) >= 3
+    assert runs["2"]["history"] == runs["1"]["history"]
+    assert runs["2"]["best"] == runs["1"]["best"]
+    # The network learnt: the evaluations' losses moved.
+    losses = [record["train_loss"] for record in runs["2"]["history"]]
+    assert len(set(losses)) > 1, losses
