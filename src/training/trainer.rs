@@ -62,6 +62,8 @@ pub struct Trainer {
     history: Vec<EvalRecord>,
     best: Option<BestNetwork>,
     halves: Halves,
+    /// Why the partner of a shared batch stopped sharing, if it did ([`Trainer::share_batches`]).
+    partner_lost: Option<String>,
 }
 
 /// How a training step takes its batch's gradient.
@@ -172,6 +174,7 @@ impl Trainer {
             history: Vec::new(),
             best: None,
             halves: Halves::No,
+            partner_lost: None,
         }
         .with_default_halves())
     }
@@ -189,7 +192,8 @@ impl Trainer {
     /// takes the other half's gradient from `partner`, a trainer built alike (same flags,
     /// data and device kind) that shares with this one as the other half. Both then apply the
     /// same sum, so they stay the same network, step after step; only half 0 needs to
-    /// evaluate. The numbers are those of [`Halves::Here`] to the bit.
+    /// evaluate. The numbers are those of [`Halves::Here`] to the bit. Should the partner fail,
+    /// half 0 computes both halves from then on ([`Trainer::partner_lost`]).
     pub fn share_batches(&mut self, half: usize, partner: Box<dyn GradientExchange>) {
         assert!(half < 2, "a batch has two halves");
         self.halves = Halves::Shared {
@@ -290,19 +294,45 @@ impl Trainer {
             Halves::No => part_gradients(&self.model, loss, images, rates, masks, batch),
             Halves::Here => batch_gradients(&self.model, loss, images, rates, masks, true),
             Halves::Shared { mine, partner } => {
-                let part = batch_part(&images, &rates, &masks, half_range(*mine, batch));
-                let own = part_gradients(&self.model, loss, part.0, part.1, part.2, batch);
+                let mine = *mine;
+                let part = |half| batch_part(&images, &rates, &masks, half_range(half, batch));
+                let (images_own, rates_own, masks_own) = part(mine);
+                let own =
+                    part_gradients(&self.model, loss, images_own, rates_own, masks_own, batch);
                 let flat = flat_gradients(&self.model, &own);
-                let Some(theirs) = partner.swap(self.steps_done, flat).await? else {
-                    return Ok(false);
+                let theirs = match partner.swap(self.steps_done, flat).await {
+                    Ok(Some(theirs)) => gradients_from_flat(&self.model, &own, &theirs),
+                    Ok(None) => Err(TrainError::Device("it ended the run".into())),
+                    Err(e) => Err(e),
                 };
-                let theirs = gradients_from_flat(&self.model, &own, &theirs)?;
+                let theirs = match theirs {
+                    Ok(theirs) => theirs,
+                    // The partner ends a run only when half 0 does.
+                    Err(_) if mine == 1 => return Ok(false),
+                    // Half 0 goes on alone, both halves here: the same numbers, at one worker's
+                    // pace.
+                    Err(e) => {
+                        self.partner_lost = Some(e.to_string());
+                        let (images_other, rates_other, masks_other) = part(1);
+                        part_gradients(
+                            &self.model,
+                            loss,
+                            images_other,
+                            rates_other,
+                            masks_other,
+                            batch,
+                        )
+                    }
+                };
                 match mine {
                     0 => sum_of_halves(&self.model, own, theirs),
                     _ => sum_of_halves(&self.model, theirs, own),
                 }
             }
         };
+        if self.partner_lost.is_some() {
+            self.halves = Halves::Here;
+        }
         // The update may write each parameter in place only where nothing else holds it, so
         // the network is moved into it. On the GPU that keeps the conv filters in the layout
         // they were made in (`model::filters_param`): the filter gradients are held until the
@@ -341,6 +371,12 @@ impl Trainer {
         threads >= 2 && self.config.batch_size >= 2 && self.on_cpu()
     }
 
+    /// Why the batch's other half stopped coming from the partner (the run then went on
+    /// with both halves here), once; `None` while it comes or where there is no partner.
+    pub fn partner_lost(&mut self) -> Option<String> {
+        self.partner_lost.take()
+    }
+
     /// A partner's loop ([`Trainer::share_batches`] with half 1): trains, without evaluating,
     /// until the run's last step or until half 0 ends the run.
     pub async fn follow(&mut self) -> Result<(), TrainError> {
@@ -362,10 +398,8 @@ impl Trainer {
                 break;
             }
             if !self.update().await? {
-                // Only a partner ends a run early, and half 0, the one that evaluates, has none.
-                return Err(TrainError::Device(
-                    "the worker with the batch's other half stopped".into(),
-                ));
+                // Only a partner's side ends a run here: `follow` is its loop, not this.
+                break;
             }
             let step = self.steps_done;
             self.steps_done += 1;
@@ -801,25 +835,6 @@ mod tests {
         /// parameter, or if a side applied its own half alone.
         #[test]
         fn two_trainers_sharing_batches_train_the_network_one_trainer_in_halves_does() {
-            let config = TrainingConfig::new()
-                .with_optimizer(OptimizerKind::Adam)
-                .with_learning_rate(1e-3)
-                .with_max_steps(4)
-                .with_batch_size(9)
-                .with_seed(5)
-                .with_model(
-                    ModelConfig::new()
-                        .with_conv1(4)
-                        .with_conv2(5)
-                        .with_hidden1(12)
-                        .with_ensemble(2),
-                );
-            let demo = crate::data::read_mat(
-                "simulated-v1.mat",
-                include_bytes!("../../data/simulated-v1.mat"),
-            )
-            .expect("the demo data loads");
-            let trainer = || Trainer::new(config.clone(), demo.clone(), &Device::flex()).unwrap();
             let mut alone = trainer();
             alone.halves = Halves::Here;
             pollster::block_on(alone.follow()).unwrap();
@@ -864,6 +879,55 @@ mod tests {
                 reference,
                 "the second half's network"
             );
+        }
+
+        /// A partner that fails leaves the first half to go on with both halves: the run
+        /// ends with the network of one trainer in halves, and says once why.
+        #[test]
+        fn a_first_half_whose_partner_fails_goes_on_alone_with_the_same_numbers() {
+            struct Failing;
+            impl GradientExchange for Failing {
+                fn swap(
+                    &self,
+                    _step: usize,
+                    _mine: Vec<f32>,
+                ) -> LocalFuture<'_, Result<Option<Vec<f32>>, TrainError>> {
+                    Box::pin(async { Err(TrainError::Device("the second worker stopped".into())) })
+                }
+            }
+            let (mut alone, mut first) = (trainer(), trainer());
+            alone.halves = Halves::Here;
+            first.share_batches(0, Box::new(Failing));
+            pollster::block_on(alone.follow()).unwrap();
+            pollster::block_on(first.follow()).unwrap();
+            assert_eq!(first.steps_done(), 4);
+            assert_eq!(weights(first.model()), weights(alone.model()));
+            let reason = first.partner_lost().expect("the loss is told");
+            assert!(reason.contains("the second worker stopped"), "{reason}");
+            assert_eq!(first.partner_lost(), None, "told once");
+        }
+
+        /// The test's trainer: a small ensemble on the demo data, batch 9, four Adam steps.
+        fn trainer() -> Trainer {
+            let config = TrainingConfig::new()
+                .with_optimizer(OptimizerKind::Adam)
+                .with_learning_rate(1e-3)
+                .with_max_steps(4)
+                .with_batch_size(9)
+                .with_seed(5)
+                .with_model(
+                    ModelConfig::new()
+                        .with_conv1(4)
+                        .with_conv2(5)
+                        .with_hidden1(12)
+                        .with_ensemble(2),
+                );
+            let demo = crate::data::read_mat(
+                "simulated-v1.mat",
+                include_bytes!("../../data/simulated-v1.mat"),
+            )
+            .expect("the demo data loads");
+            Trainer::new(config, demo, &Device::flex()).unwrap()
         }
 
         /// Every parameter's values, in visiting order.

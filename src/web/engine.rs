@@ -590,6 +590,11 @@ impl EngineState {
             let t0 = now_ms();
             let before = trainer.steps_done();
             let progress = trainer.advance(pace.slice()).await?;
+            if let Some(reason) = trainer.partner_lost() {
+                // The same numbers either way (halves.rs): only the pace changes.
+                let message = format!("the run goes on in one worker: {reason}");
+                web_sys::console::warn_1(&message.into());
+            }
             let queued = QueuedSlice {
                 marker: DeviceMarker::start(trainer.device_done()),
                 steps: progress.steps_done - before,

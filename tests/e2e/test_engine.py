@@ -1,11 +1,13 @@
 """The one engine behind the page: runs reuse one worker (WebGPU started and its kernels
 compiled once), runs survive in IndexedDB with their networks, two tabs keep both their runs,
 and a class's exported records import into the runs panel to compare."""
+import shutil
 import time
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from conftest import built_page, start_server
 from test_page import SMALL, open_page, stored_runs, upload, wait_download, wait_inside, wait_state
 
 # Every change of the progress line, time-stamped from the click on.
@@ -295,3 +297,26 @@ def test_a_cpu_run_takes_its_batch_in_two_workers_with_the_numbers_of_one(driver
     # The network learnt: the evaluations' losses moved.
     losses = [record["train_loss"] for record in runs["2"]["history"]]
     assert len(set(losses)) > 1, losses
+
+
+def test_without_its_second_worker_a_cpu_run_goes_on_in_one_with_the_same_numbers(driver, tmp_path):
+    """A second worker that cannot start (here its script is missing) costs the run its pace,
+    not its numbers: the engine computes both halves itself, and the run ends as a one-worker
+    run does."""
+    copy = tmp_path / "dist"
+    shutil.copytree(built_page(), copy, ignore=shutil.ignore_patterns("partner.js"))
+    server, url = start_server(copy)
+    try:
+        runs = {}
+        for workers in ("2", "1"):
+            open_page(driver, url, backend="cpu", max_steps="12", seed="4", **{**SMALL, "cpu-workers": workers})
+            kept = len(kept_runs(driver))
+            driver.find_element(By.ID, "train-button").click()
+            assert wait_state(driver, {"finished", "error"}, 300) == "finished"
+            WebDriverWait(driver, 30).until(lambda d: len(kept_runs(d)) > kept)
+            runs[workers] = kept_runs(driver)[-1]
+    finally:
+        server.terminate()
+    assert "two workers" in runs["2"]["backend"], runs["2"]["backend"]
+    assert runs["2"]["history"] == runs["1"]["history"]
+    assert runs["2"]["best"] == runs["1"]["best"]
