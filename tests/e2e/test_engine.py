@@ -275,20 +275,23 @@ def kept_runs(driver):
         };""")
 
 
+def cpu_run(driver, url, workers, **flags):
+    """A small CPU run with `cpu-workers=workers`, trained to its end; the run the page kept."""
+    open_page(driver, url, backend="cpu", **{**SMALL, **flags, "cpu-workers": workers})
+    kept = len(kept_runs(driver))
+    driver.find_element(By.ID, "train-button").click()
+    assert wait_state(driver, {"finished", "error"}, 300) == "finished"
+    WebDriverWait(driver, 30).until(lambda d: len(kept_runs(d)) > kept)
+    return kept_runs(driver)[-1]
+
+
 def test_a_cpu_run_takes_its_batch_in_two_workers_with_the_numbers_of_one(driver, base_url):
     """On a machine with two cores the page's CPU runs give half of each batch to a second
     worker, and the two workers' run is the one-worker run (`cpu-workers=1`) to the bit: every
     evaluation's losses and r, the best step and every neuron's r. It fails if a half, or a
     gradient in the workers' messages, went astray, or if the second worker was never used."""
     assert driver.execute_script("return navigator.hardwareConcurrency") >= 2
-    runs = {}
-    for workers in ("2", "1"):
-        open_page(driver, base_url, backend="cpu", max_steps="16", seed="5", **{**SMALL, "cpu-workers": workers})
-        kept = len(kept_runs(driver))
-        driver.find_element(By.ID, "train-button").click()
-        assert wait_state(driver, {"finished", "error"}, 300) == "finished"
-        WebDriverWait(driver, 30).until(lambda d: len(kept_runs(d)) > kept)
-        runs[workers] = kept_runs(driver)[-1]
+    runs = {workers: cpu_run(driver, base_url, workers, max_steps="16", seed="5") for workers in ("2", "1")}
     assert "two halves on two workers" in runs["2"]["backend"], runs["2"]["backend"]
     assert "two workers" not in runs["1"]["backend"], runs["1"]["backend"]
     assert len(runs["2"]["history"]) == len(runs["1"]["history"]) >= 3
@@ -307,14 +310,7 @@ def test_without_its_second_worker_a_cpu_run_goes_on_in_one_with_the_same_number
     shutil.copytree(built_page(), copy, ignore=shutil.ignore_patterns("partner.js"))
     server, url = start_server(copy)
     try:
-        runs = {}
-        for workers in ("2", "1"):
-            open_page(driver, url, backend="cpu", max_steps="12", seed="4", **{**SMALL, "cpu-workers": workers})
-            kept = len(kept_runs(driver))
-            driver.find_element(By.ID, "train-button").click()
-            assert wait_state(driver, {"finished", "error"}, 300) == "finished"
-            WebDriverWait(driver, 30).until(lambda d: len(kept_runs(d)) > kept)
-            runs[workers] = kept_runs(driver)[-1]
+        runs = {workers: cpu_run(driver, url, workers, max_steps="12", seed="4") for workers in ("2", "1")}
     finally:
         server.terminate()
     assert "two workers" in runs["2"]["backend"], runs["2"]["backend"]
