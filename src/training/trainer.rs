@@ -194,12 +194,20 @@ impl Trainer {
     /// same sum, so they stay the same network, step after step; only half 0 needs to
     /// evaluate. The numbers are those of [`Halves::Here`] to the bit. Should the partner fail,
     /// half 0 computes both halves from then on ([`Trainer::partner_lost`]).
-    pub fn share_batches(&mut self, half: usize, partner: Box<dyn GradientExchange>) {
+    ///
+    /// Only a trainer that takes its batches in halves shares them (the CPU backend, a batch
+    /// of two or more): `false`, and nothing changes, for any other.
+    #[must_use]
+    pub fn share_batches(&mut self, half: usize, partner: Box<dyn GradientExchange>) -> bool {
         assert!(half < 2, "a batch has two halves");
+        if !matches!(self.halves, Halves::Here) {
+            return false;
+        }
         self.halves = Halves::Shared {
             mine: half,
             partner,
         };
+        true
     }
 
     pub fn config(&self) -> &TrainingConfig {
@@ -302,13 +310,15 @@ impl Trainer {
                 let flat = flat_gradients(&self.model, &own);
                 let theirs = match partner.swap(self.steps_done, flat).await {
                     Ok(Some(theirs)) => gradients_from_flat(&self.model, &own, &theirs),
+                    // The partner's side ends its run when half 0 ends it.
+                    Ok(None) if mine == 1 => return Ok(false),
                     Ok(None) => Err(TrainError::Device("it ended the run".into())),
                     Err(e) => Err(e),
                 };
                 let theirs = match theirs {
                     Ok(theirs) => theirs,
-                    // The partner ends a run only when half 0 does.
-                    Err(_) if mine == 1 => return Ok(false),
+                    // Said to half 0 (web::halves), which then goes on alone.
+                    Err(e) if mine == 1 => return Err(e),
                     // Half 0 goes on alone, both halves here: the same numbers, at one worker's
                     // pace.
                     Err(e) => {
@@ -841,8 +851,8 @@ mod tests {
 
             let mailboxes = Rc::new(Mailboxes::default());
             let (mut first, mut second) = (trainer(), trainer());
-            first.share_batches(0, Box::new(Side(0, mailboxes.clone())));
-            second.share_batches(1, Box::new(Side(1, mailboxes)));
+            assert!(first.share_batches(0, Box::new(Side(0, mailboxes.clone()))));
+            assert!(second.share_batches(1, Box::new(Side(1, mailboxes))));
             {
                 let (a, b) = (first.follow(), second.follow());
                 let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
@@ -897,7 +907,7 @@ mod tests {
             }
             let (mut alone, mut first) = (trainer(), trainer());
             alone.halves = Halves::Here;
-            first.share_batches(0, Box::new(Failing));
+            assert!(first.share_batches(0, Box::new(Failing)));
             pollster::block_on(alone.follow()).unwrap();
             pollster::block_on(first.follow()).unwrap();
             assert_eq!(first.steps_done(), 4);
@@ -905,6 +915,17 @@ mod tests {
             let reason = first.partner_lost().expect("the loss is told");
             assert!(reason.contains("the second worker stopped"), "{reason}");
             assert_eq!(first.partner_lost(), None, "told once");
+        }
+
+        /// A batch of one has no halves: it is not shared, and trains as before.
+        #[test]
+        fn a_batch_of_one_is_not_shared() {
+            let mut single = trainer();
+            single.config.batch_size = 1;
+            single = single.with_default_halves();
+            assert!(!single.share_batches(0, Box::new(Side(0, Rc::default()))));
+            pollster::block_on(single.follow()).unwrap();
+            assert_eq!(single.steps_done(), 4);
         }
 
         /// The test's trainer: a small ensemble on the demo data, batch 9, four Adam steps.

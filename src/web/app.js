@@ -181,6 +181,11 @@ function onRunEvent(event) {
     case "progress":
       onProgress(event);
       break;
+    case "runNotice":
+      live.backend = event.description;
+      $("backend-status").textContent = `Computing on: ${event.description}`;
+      showNotice(event.notice);
+      break;
     case "paused":
       $("progress-text").textContent += " — paused";
       document.body.dataset.state = "paused";

@@ -123,6 +123,13 @@ pub enum Event {
         report: Option<TrainingReport>,
         elapsed_ms: f64,
     },
+    /// Said during a run: `description` replaces the one RunStarted gave (the second worker of
+    /// a CPU run stopped, and the run goes on in one).
+    RunNotice {
+        run: u32,
+        description: String,
+        notice: String,
+    },
     Paused {
         run: u32,
     },
@@ -471,17 +478,20 @@ impl EngineState {
             .map_err(|e| not_started(e.into()))?;
         // Told to end when this run ends, however it ends.
         let mut partner = PartnerRun(None);
+        // The device's own words, for a notice if the second worker stops.
+        let device_words;
         let mut runner = if config.model.family.is_trained() {
             let (mut device, notice) = self.device(&start.backend).await.map_err(not_started)?;
             let for_partner = to_js(&config);
             let mut trainer =
                 Trainer::new(config, dataset, &device.device).map_err(|e| not_started(e.into()))?;
+            device_words = device.description.clone();
             if let (Some(port), BackendKind::Cpu, Ok(config)) =
                 (&self.halves, device.kind, for_partner)
+                && trainer.share_batches(0, Box::new(HalfExchange::new(port.clone(), start.run)))
             {
                 port.start(start.run, start.dataset, config);
                 partner = PartnerRun(Some((port.clone(), start.run)));
-                trainer.share_batches(0, Box::new(HalfExchange::new(port.clone(), start.run)));
                 device
                     .description
                     .push_str(", each batch in two halves on two workers");
@@ -517,7 +527,7 @@ impl EngineState {
         };
         let started = now_ms();
         let elapsed_ms = self
-            .train(start.run, &mut runner, control, started)
+            .train(start.run, &mut runner, control, started, &device_words)
             .await
             .map_err(|e| (true, e))?;
         drop(partner);
@@ -560,6 +570,7 @@ impl EngineState {
         trainer: &mut Trainer,
         control: &Control,
         started: f64,
+        device_words: &str,
     ) -> Result<f64, EngineError> {
         let mut pace = SlicePace::new(150.0, now_ms());
         let mut paused_ms = 0.0;
@@ -592,8 +603,14 @@ impl EngineState {
             let progress = trainer.advance(pace.slice()).await?;
             if let Some(reason) = trainer.partner_lost() {
                 // The same numbers either way (halves.rs): only the pace changes.
-                let message = format!("the run goes on in one worker: {reason}");
-                web_sys::console::warn_1(&message.into());
+                self.send(&Event::RunNotice {
+                    run,
+                    description: format!("{device_words}, each batch in two halves on one worker"),
+                    notice: format!(
+                        "The second worker stopped ({reason}), so this run goes on in one \
+                         worker: slower, with the same numbers."
+                    ),
+                });
             }
             let queued = QueuedSlice {
                 marker: DeviceMarker::start(trainer.device_done()),

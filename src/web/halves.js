@@ -65,9 +65,10 @@ export function cpuWorkers(asked) {
 }
 
 // The engine worker's port to the partner (halves.rs, `HalfPort`). The partner worker starts
-// with the first run that needs it and is given the datasets loaded so far; if it fails, the
-// runs it was in fail with its message, and the next run starts a new one.
-export function partnerPort(module) {
+// with the first run that needs it and is given the datasets loaded so far. If it fails, the
+// runs it was in are told (their engine goes on alone) and the next run starts a new one.
+export function partnerPort() {
+  let module = null; // the compiled engine, once the page has sent it
   let worker = null;
   const datasets = new Map(); // dataset id → the page's loadDataset request
   const running = new Set();
@@ -80,6 +81,7 @@ export function partnerPort(module) {
   };
   const started = () => {
     if (worker) return;
+    if (!module) throw "the second worker has no engine to start";
     try {
       worker = new Worker("partner.js", { type: "module" });
     } catch (error) {
@@ -95,6 +97,9 @@ export function partnerPort(module) {
     for (const request of datasets.values()) worker.postMessage(request);
   };
   return {
+    compiled(engine) {
+      module = engine;
+    },
     // The page's requests about datasets, seen before the engine takes them.
     observe(request) {
       if (request?.type === "loadDataset") datasets.set(request.dataset, request);

@@ -24,7 +24,8 @@ use crate::training::{GradientExchange, LocalFuture, TrainError, Trainer, Traini
 extern "C" {
     /// The JavaScript side of the halves' messages (halves.js): `send` posts this worker's
     /// half of a step to the other, `receive` gives the other's next one (`null` once the
-    /// other has ended the run). The engine's port also starts and ends the partner's runs.
+    /// other has ended the run). The engine's port also starts and ends the partner's runs;
+    /// the partner's says when one failed or is over. None of them throws.
     pub type HalfPort;
 
     #[wasm_bindgen(method)]
@@ -41,6 +42,9 @@ extern "C" {
 
     #[wasm_bindgen(method)]
     fn failed(this: &HalfPort, run: u32, message: String);
+
+    #[wasm_bindgen(method)]
+    fn finished(this: &HalfPort, run: u32);
 }
 
 /// One side of a run's halves, as the trainer sees it.
@@ -164,6 +168,11 @@ async fn train_half(
     let dataset = dataset.ok_or("it has no copy of the run's data")?;
     let device = backend::init(BackendKind::Cpu).await?;
     let mut trainer = Trainer::new(config, dataset, &device.device).map_err(|e| e.to_string())?;
-    trainer.share_batches(1, Box::new(HalfExchange::new(port, run)));
-    trainer.follow().await.map_err(|e| e.to_string())
+    if !trainer.share_batches(1, Box::new(HalfExchange::new(port.clone(), run))) {
+        return Err("this run's batches are not taken in halves".into());
+    }
+    let result = trainer.follow().await.map_err(|e| e.to_string());
+    // Letters still coming for the run (the engine's end) are not kept.
+    port.finished(run);
+    result
 }

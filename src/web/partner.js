@@ -19,6 +19,7 @@ const port = {
   failed(run, message) {
     self.postMessage({ type: "halfFailed", run, message });
   },
+  finished: (run) => mailbox.forget(run),
 };
 
 function handle(request) {

@@ -10,16 +10,20 @@ const loader = engineFromPage();
 // Requests that arrive while the engine starts wait for it, in order.
 const waiting = [];
 let engine = null;
-// The second worker of CPU runs (halves.js), on a machine with two cores or more.
-let halves = null;
+// The second worker of CPU runs (halves.js). It sees the page's datasets from the first
+// request on (a restarted engine's data comes before the engine itself), and is given to the
+// engine where the machine has two cores or more.
+const halves = partnerPort();
+let cpuWorkersAsked = null;
 
 self.onmessage = (event) => {
   const message = event.data;
-  if (message?.type === "engine" && !halves && cpuWorkers(message.cpuWorkers) >= 2) {
-    halves = partnerPort(message.module);
+  if (message?.type === "engine") {
+    halves.compiled(message.module);
+    cpuWorkersAsked = message.cpuWorkers;
   }
   if (loader.accept(message)) return;
-  halves?.observe(message);
+  halves.observe(message);
   if (engine) engine.handle(message);
   else waiting.push(message);
 };
@@ -30,7 +34,8 @@ async function start() {
   const silent = { ok: false, reason: "the GPU did not answer" };
   const late = new Promise((resolve) => setTimeout(() => resolve(silent), 10_000));
   const [, adapter] = await Promise.all([loader.ready, Promise.race([webgpuAdapter(), late])]);
-  engine = new Engine((message, transfer) => self.postMessage(message, transfer), adapter, halves);
+  const partner = cpuWorkers(cpuWorkersAsked) >= 2 ? halves : null;
+  engine = new Engine((message, transfer) => self.postMessage(message, transfer), adapter, partner);
   for (const request of waiting.splice(0)) engine.handle(request);
 }
 
