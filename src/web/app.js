@@ -184,7 +184,8 @@ function onRunEvent(event) {
     case "runNotice":
       live.backend = event.description;
       $("backend-status").textContent = `Computing on: ${event.description}`;
-      showNotice(event.notice);
+      // After the run's own notice (a GPU fallback), if it has one.
+      showNotice($("backend-notice").hidden ? event.notice : `${$("backend-notice").textContent} ${event.notice}`);
       break;
     case "paused":
       $("progress-text").textContent += " — paused";

@@ -96,12 +96,19 @@ export function partnerPort() {
     worker.postMessage({ type: "engine", module });
     for (const request of datasets.values()) worker.postMessage(request);
   };
+  let used = true;
   return {
     compiled(engine) {
       module = engine;
     },
+    // Where the engine gets no partner: nothing is kept for one.
+    unused() {
+      used = false;
+      datasets.clear();
+    },
     // The page's requests about datasets, seen before the engine takes them.
     observe(request) {
+      if (!used) return;
       if (request?.type === "loadDataset") datasets.set(request.dataset, request);
       else if (request?.type === "dropDataset") datasets.delete(request.dataset);
       else return;

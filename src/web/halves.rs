@@ -152,6 +152,8 @@ impl BatchPartner {
                     if let Err(message) = train_half(port.clone(), run, dataset, config).await {
                         port.failed(run, format!("the second worker failed: {message}"));
                     }
+                    // Letters still coming for the run (the engine's end) are not kept.
+                    port.finished(run);
                 });
             }
         }
@@ -171,8 +173,5 @@ async fn train_half(
     if !trainer.share_batches(1, Box::new(HalfExchange::new(port.clone(), run))) {
         return Err("this run's batches are not taken in halves".into());
     }
-    let result = trainer.follow().await.map_err(|e| e.to_string());
-    // Letters still coming for the run (the engine's end) are not kept.
-    port.finished(run);
-    result
+    trainer.follow().await.map_err(|e| e.to_string())
 }

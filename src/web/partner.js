@@ -18,6 +18,7 @@ const port = {
   receive: (run) => mailbox.receive(run),
   failed(run, message) {
     self.postMessage({ type: "halfFailed", run, message });
+    mailbox.forget(run);
   },
   finished: (run) => mailbox.forget(run),
 };

@@ -35,6 +35,7 @@ async function start() {
   const late = new Promise((resolve) => setTimeout(() => resolve(silent), 10_000));
   const [, adapter] = await Promise.all([loader.ready, Promise.race([webgpuAdapter(), late])]);
   const partner = cpuWorkers(cpuWorkersAsked) >= 2 ? halves : null;
+  if (!partner) halves.unused();
   engine = new Engine((message, transfer) => self.postMessage(message, transfer), adapter, partner);
   for (const request of waiting.splice(0)) engine.handle(request);
 }
