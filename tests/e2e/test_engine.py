@@ -4,6 +4,7 @@ and a class's exported records import into the runs panel to compare."""
 import shutil
 import time
 
+import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -303,12 +304,27 @@ def test_a_cpu_run_takes_its_batch_in_two_workers_with_the_numbers_of_one(driver
     assert len(set(losses)) > 1, losses
 
 
-def test_without_its_second_worker_a_cpu_run_goes_on_in_one_with_the_same_numbers(driver, tmp_path):
-    """A second worker that cannot start (here its script is missing) costs the run its pace,
-    not its numbers: the engine computes both halves itself, and the run ends as a one-worker
-    run does."""
+def missing_partner(dist):
+    (dist / "partner.js").unlink()
+
+
+def partner_with_a_fault(dist):
+    """A fault no code path reports, as a panic in the engine ends: an exception in a promise,
+    shortly after the partner is given its run."""
+    with open(dist / "partner.js", "a") as script:
+        script.write('\nself.addEventListener("message", (event) => {\n'
+                     '  if (event.data?.type === "trainHalf") setTimeout(() => Promise.reject(new Error("injected")), 50);\n'
+                     '});\n')
+
+
+@pytest.mark.parametrize("breaks", [missing_partner, partner_with_a_fault], ids=["missing", "fault"])
+def test_without_its_second_worker_a_cpu_run_goes_on_in_one_with_the_same_numbers(driver, tmp_path, breaks):
+    """A second worker that cannot start (its script missing) or fails (an exception in a
+    promise) costs the run its pace, not its numbers: the engine computes both halves itself,
+    and the run ends as a one-worker run does."""
     copy = tmp_path / "dist"
-    shutil.copytree(built_page(), copy, ignore=shutil.ignore_patterns("partner.js"))
+    shutil.copytree(built_page(), copy)
+    breaks(copy)
     server, url = start_server(copy)
     try:
         runs = {workers: cpu_run(driver, url, workers, max_steps="12", seed="4") for workers in ("2", "1")}
