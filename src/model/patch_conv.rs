@@ -1,0 +1,373 @@
+//! The CPU backend's convolution for layers whose input needs a gradient (conv 2 and on), as
+//! one matrix product over the whole batch's patches, with a backward pass of its own.
+//!
+//! burn-flex runs a convolution as one matrix product per image (`conv3d_impl`): for the
+//! seed's conv 2, 32 filters by 49 output pixels, 50 times a batch. Timed apart, its forward
+//! pass took 3.8–4.7 ms and with both gradients 13.7–14.3 ms at one thread (BENCHMARKS.md).
+//! Burn's autodiff has no cheap way through patches of an input that needs a gradient (a
+//! strided view taken apart window by window, or a gather that took 4× the convolution), so
+//! this is a backend extension with its own backward pass:
+//! - forward: the patches (im2col) and one product over the batch;
+//! - the filters' gradient: one product of the patches by the output gradient;
+//! - the input's gradient: burn-flex's own transposed convolution. By patches it was slower:
+//!   its product has only 32 terms a value and fills a patch-sized matrix, then folded back.
+
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::{FloatTensorOps, ModuleOps};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Shape, Tensor, TensorData};
+
+/// Patches held at a time, in floats (16 MB): a training batch of the seed's conv 2 needs
+/// 1.9 M; larger batches (evaluations, the inside views) go in chunks of images.
+const PATCH_BUDGET: usize = 1 << 22;
+
+/// A VALID, stride-1, ungrouped convolution without bias, by patches; routed by Burn's
+/// dispatch to the CPU backend, with or without autodiff (never called on the GPU).
+#[backend_extension(Flex, Autodiff)]
+pub trait PatchConvBackend: Backend {
+    fn patch_conv(x: FloatTensor<Self>, filters: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// The forward and backward kernels, on a backend whose tensors the host reads directly.
+pub trait PatchConvKernels: Backend {
+    fn patch_conv_forward(x: FloatTensor<Self>, filters: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// The input's gradient and the filters' gradient, each only where wanted.
+    fn patch_conv_backward(
+        x: FloatTensor<Self>,
+        filters: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        wanted: [bool; 2],
+    ) -> [Option<FloatTensor<Self>>; 2];
+}
+
+/// `conv2d(x, filters)` (VALID, stride 1, no bias) on the CPU backend by patches.
+pub fn conv(x: Tensor<4>, filters: Tensor<4>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as PatchConvBackend>::patch_conv(
+        x.into_dispatch(),
+        filters.into_dispatch(),
+    ))
+}
+
+impl PatchConvBackend for Flex {
+    fn patch_conv(x: FlexTensor, filters: FlexTensor) -> FlexTensor {
+        Self::patch_conv_forward(x, filters)
+    }
+}
+
+impl<B: Backend + PatchConvKernels, C: CheckpointStrategy> PatchConvBackend for Autodiff<B, C> {
+    fn patch_conv(x: FloatTensor<Self>, filters: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct PatchConvBackward;
+
+        impl<B: Backend + PatchConvKernels> Backward<B, 2> for PatchConvBackward {
+            type State = (NodeId, NodeId);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x, node_filters] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x_state, filters_state) = ops.state;
+                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+                let filters = checkpointer.retrieve_node_output::<FloatTensor<B>>(filters_state);
+                let wanted = [node_x.is_some(), node_filters.is_some()];
+                let [grad_x, grad_filters] = B::patch_conv_backward(x, filters, grad, wanted);
+                if let (Some(node), Some(grad)) = (node_x, grad_x) {
+                    grads.register::<B>(node.id, grad);
+                }
+                if let (Some(node), Some(grad)) = (node_filters, grad_filters) {
+                    grads.register::<B>(node.id, grad);
+                }
+            }
+        }
+
+        let forward = |x: &FloatTensor<Self>, filters: &FloatTensor<Self>| {
+            B::patch_conv_forward(x.primitive().clone(), filters.primitive().clone())
+        };
+        match PatchConvBackward
+            .prepare::<C>([x.node(), filters.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let state = (prep.checkpoint(&x), prep.checkpoint(&filters));
+                let output = forward(&x, &filters);
+                prep.finish(state, output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(forward(&x, &filters)),
+        }
+    }
+}
+
+/// The sizes of one convolution.
+#[derive(Clone, Copy, Debug)]
+struct Sizes {
+    batch: usize,
+    channels: usize,
+    height: usize,
+    width: usize,
+    filters: usize,
+    kh: usize,
+    kw: usize,
+}
+
+impl Sizes {
+    fn of(x: &FlexTensor, filters: &FlexTensor) -> Self {
+        let [batch, channels, height, width] = dims4(x);
+        let [n_filters, filter_channels, kh, kw] = dims4(filters);
+        assert_eq!(
+            channels, filter_channels,
+            "the filters' channels are the input's"
+        );
+        assert!(
+            kh <= height && kw <= width,
+            "a VALID convolution's filters fit"
+        );
+        Self {
+            batch,
+            channels,
+            height,
+            width,
+            filters: n_filters,
+            kh,
+            kw,
+        }
+    }
+
+    fn out(&self) -> [usize; 2] {
+        [self.height + 1 - self.kh, self.width + 1 - self.kw]
+    }
+
+    /// Output pixels per image.
+    fn pixels(&self) -> usize {
+        let [oh, ow] = self.out();
+        oh * ow
+    }
+
+    /// Values per patch, in the filters' own order (channel, row, column).
+    fn patch_len(&self) -> usize {
+        self.channels * self.kh * self.kw
+    }
+
+    /// Images per chunk, so that a chunk's patches stay within [`PATCH_BUDGET`].
+    fn images_per_chunk(&self) -> usize {
+        (PATCH_BUDGET / (self.pixels() * self.patch_len())).max(1)
+    }
+
+    fn chunks(&self) -> impl Iterator<Item = std::ops::Range<usize>> {
+        let (batch, step) = (self.batch, self.images_per_chunk());
+        (0..batch)
+            .step_by(step)
+            .map(move |start| start..(start + step).min(batch))
+    }
+
+    /// The patches of `images` as a [channel·ky·kx, image·out_y·out_x] matrix (its rows in
+    /// the filters' own order).
+    fn patches(&self, x: &[f32], images: std::ops::Range<usize>) -> Vec<f32> {
+        let [oh, ow] = self.out();
+        let plane_len = self.height * self.width;
+        let n = images.len() * self.pixels();
+        // A tap's run along an output row is a few floats (7 for the seed's conv 2), and a
+        // copy of a run of unknown length is a call to memmove: 15 % of a training step. So
+        // runs of up to RUN are copied RUN wide. The overhang lands where the next runs go:
+        // the runs are written in order, each after the last (a slack of RUN at the end).
+        const RUN: usize = 8;
+        let mut patches = vec![0.0; self.patch_len() * n + RUN];
+        let mut at = 0;
+        for tap in 0..self.patch_len() {
+            let (channel, ky, kx) = (
+                tap / (self.kh * self.kw),
+                tap / self.kw % self.kh,
+                tap % self.kw,
+            );
+            for image in images.clone() {
+                let plane = &x[(image * self.channels + channel) * plane_len..][..plane_len];
+                for oy in 0..oh {
+                    let from = (oy + ky) * self.width + kx;
+                    match plane.get(from..from + RUN) {
+                        Some(run) if ow <= RUN => patches[at..at + RUN].copy_from_slice(run),
+                        _ => patches[at..at + ow].copy_from_slice(&plane[from..from + ow]),
+                    }
+                    at += ow;
+                }
+            }
+        }
+        patches.truncate(at);
+        patches
+    }
+
+    /// `grad` [batch, filters, out_y, out_x] for `images` as [filters, image·out_y·out_x].
+    fn grad_by_filter(&self, grad: &[f32], images: std::ops::Range<usize>) -> Vec<f32> {
+        let pixels = self.pixels();
+        let n = images.len() * pixels;
+        let mut by_filter = vec![0.0; self.filters * n];
+        for (i, image) in images.enumerate() {
+            for filter in 0..self.filters {
+                let from = &grad[(image * self.filters + filter) * pixels..][..pixels];
+                by_filter[filter * n + i * pixels..][..pixels].copy_from_slice(from);
+            }
+        }
+        by_filter
+    }
+}
+
+fn dims4(tensor: &FlexTensor) -> [usize; 4] {
+    tensor.shape().dims::<4>()
+}
+
+fn flex_matrix(values: Vec<f32>, rows: usize, cols: usize) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, [rows, cols]))
+}
+
+impl PatchConvKernels for Flex {
+    fn patch_conv_forward(x: FlexTensor, filters: FlexTensor) -> FlexTensor {
+        let sizes = Sizes::of(&x, &filters);
+        let x = x.to_contiguous();
+        let xs: &[f32] = x.storage();
+        let pixels = sizes.pixels();
+        let filters_matrix = Flex::float_reshape(
+            filters.to_contiguous(),
+            Shape::new([sizes.filters, sizes.patch_len()]),
+        );
+        let mut out = vec![0.0; sizes.batch * sizes.filters * pixels];
+        for images in sizes.chunks() {
+            let n = images.len() * pixels;
+            let patches = flex_matrix(sizes.patches(xs, images.clone()), sizes.patch_len(), n);
+            // [filter, image·pixel], then each image's planes in turn.
+            let product = Flex::float_matmul(filters_matrix.clone(), patches).to_contiguous();
+            let product: &[f32] = product.storage();
+            for (filter, row) in product.chunks_exact(n).enumerate() {
+                for (image, plane) in images.clone().zip(row.chunks_exact(pixels)) {
+                    out[(image * sizes.filters + filter) * pixels..][..pixels]
+                        .copy_from_slice(plane);
+                }
+            }
+        }
+        let [oh, ow] = sizes.out();
+        FlexTensor::from_data(TensorData::new(out, [sizes.batch, sizes.filters, oh, ow]))
+    }
+
+    fn patch_conv_backward(
+        x: FlexTensor,
+        filters: FlexTensor,
+        grad: FlexTensor,
+        [want_x, want_filters]: [bool; 2],
+    ) -> [Option<FlexTensor>; 2] {
+        let sizes = Sizes::of(&x, &filters);
+        let filters_shape = filters.shape();
+        let grad = grad.to_contiguous();
+        // The input's gradient by burn-flex's own transposed convolution: by patches it took
+        // longer (a product into a patch-sized matrix with 32 terms a value, then the fold).
+        let grad_x = want_x.then(|| {
+            let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
+            Flex::conv2d_x_backward(x.clone(), filters, grad.clone(), options)
+        });
+        let grad_filters = want_filters.then(|| {
+            let x = x.to_contiguous();
+            let (xs, gs): (&[f32], &[f32]) = (x.storage(), grad.storage());
+            // [channel·ky·kx, filter], summed over the chunks.
+            let mut by_tap = vec![0.0; sizes.patch_len() * sizes.filters];
+            for images in sizes.chunks() {
+                let n = images.len() * sizes.pixels();
+                let patches = flex_matrix(sizes.patches(xs, images.clone()), sizes.patch_len(), n);
+                // [image·pixel, filter]
+                let by_pixel = Flex::float_swap_dims(
+                    flex_matrix(sizes.grad_by_filter(gs, images), sizes.filters, n),
+                    0,
+                    1,
+                );
+                let part = Flex::float_matmul(patches, by_pixel).to_contiguous();
+                let part: &[f32] = part.storage();
+                by_tap.iter_mut().zip(part).for_each(|(sum, p)| *sum += p);
+            }
+            let mut by_filter = vec![0.0; by_tap.len()];
+            for (tap, row) in by_tap.chunks_exact(sizes.filters).enumerate() {
+                for (filter, value) in row.iter().enumerate() {
+                    by_filter[filter * sizes.patch_len() + tap] = *value;
+                }
+            }
+            FlexTensor::from_data(TensorData::new(by_filter, filters_shape))
+        });
+        [grad_x, grad_filters]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::truncated_normal;
+    use burn::tensor::Device;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// Largest |a − b| relative to the largest |b|.
+    fn relative_difference<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        let largest: f32 = (a - b.clone()).abs().max().into_scalar();
+        let scale: f32 = b.abs().max().into_scalar();
+        largest / scale
+    }
+
+    fn random<const D: usize>(
+        rng: &mut ChaCha8Rng,
+        dims: [usize; D],
+        device: &Device,
+    ) -> Tensor<D> {
+        let values = truncated_normal(rng, 1.0, dims.iter().product());
+        Tensor::<1>::from_floats(values.as_slice(), device).reshape(dims)
+    }
+
+    /// Values, the input's gradient and the filters' gradient as Burn's own convolution gives
+    /// them: non-square images and filters (a mix-up of height and width shows), several
+    /// channels, and batches in one chunk and in several (PATCH_BUDGET).
+    #[test]
+    fn patches_give_burns_convolution_and_both_its_gradients() {
+        let device = Device::flex().autodiff();
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for [batch, channels, height, width, filters, kh, kw] in
+            [[5usize, 3, 13, 11, 4, 7, 5], [700, 2, 17, 19, 3, 5, 6]]
+        {
+            let sizes_per_image = (height + 1 - kh) * (width + 1 - kw) * channels * kh * kw;
+            let chunks = batch.div_ceil((PATCH_BUDGET / sizes_per_image).max(1));
+            assert_eq!(chunks > 1, batch == 700, "the second case runs in chunks");
+            let x = random(&mut rng, [batch, channels, height, width], &device).require_grad();
+            let w = random(&mut rng, [filters, channels, kh, kw], &device).require_grad();
+            let by_patches = conv(x.clone(), w.clone());
+            let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
+            let by_burn = burn::tensor::module::conv2d(x.clone(), w.clone(), None, options);
+            assert_eq!(by_patches.dims(), by_burn.dims());
+            assert!(relative_difference(by_patches.clone(), by_burn.clone()) <= 1e-5);
+
+            // The same loss through both: the same gradients.
+            let weights = random(&mut rng, by_burn.dims(), &device);
+            let patches_grads = (by_patches * weights.clone()).sum().backward();
+            let burn_grads = (by_burn * weights).sum().backward();
+            let x_grad = |grads| x.grad(grads).expect("an input gradient");
+            assert!(relative_difference(x_grad(&patches_grads), x_grad(&burn_grads)) <= 1e-5);
+            let w_grad = |grads| w.grad(grads).expect("a filter gradient");
+            assert!(relative_difference(w_grad(&patches_grads), w_grad(&burn_grads)) <= 1e-5);
+        }
+    }
+
+    /// Without autodiff the dispatch takes the CPU backend's own kernel.
+    #[test]
+    fn patches_without_autodiff_give_burns_convolution() {
+        let device = Device::flex();
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        let x = random(&mut rng, [3, 4, 9, 10], &device);
+        let w = random(&mut rng, [6, 4, 3, 4], &device);
+        let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
+        let by_burn = burn::tensor::module::conv2d(x.clone(), w.clone(), None, options);
+        assert!(relative_difference(conv(x, w), by_burn) <= 1e-5);
+    }
+}
