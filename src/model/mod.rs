@@ -829,7 +829,7 @@ mod tests {
     use rand::RngExt;
 
     /// Largest |a − b| relative to the largest |b|.
-    fn relative_difference<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+    pub(super) fn relative_difference<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
         let largest: f32 = (a - b.clone()).abs().max().into_scalar();
         let scale: f32 = b.abs().max().into_scalar();
         largest / scale

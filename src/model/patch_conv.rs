@@ -306,17 +306,11 @@ impl PatchConvKernels for Flex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::tests::relative_difference;
     use crate::model::truncated_normal;
     use burn::tensor::Device;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
-
-    /// Largest |a − b| relative to the largest |b|.
-    fn relative_difference<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
-        let largest: f32 = (a - b.clone()).abs().max().into_scalar();
-        let scale: f32 = b.abs().max().into_scalar();
-        largest / scale
-    }
 
     fn random<const D: usize>(
         rng: &mut ChaCha8Rng,
