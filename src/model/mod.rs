@@ -508,8 +508,9 @@ fn relu_keeping_its_mask<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     x.mask_fill(off, 0.0)
 }
 
-/// Patches held at a time by [`conv_by_patches`], in floats (16 MB): a training batch of the
-/// seed's network needs 1.8 M; an evaluation of hundreds of images goes in chunks.
+/// Patches held at a time by [`conv_by_patches`] and [`patch_conv`], in floats (16 MB): a
+/// training batch of the seed's network needs 1.8 M (conv 1) and 1.9 M (conv 2); an evaluation
+/// of hundreds of images goes in chunks.
 const PATCH_BUDGET: usize = 1 << 22;
 
 /// A one-channel convolution (without its bias) on the CPU backend as one matrix product

@@ -24,9 +24,9 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_e
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Shape, Tensor, TensorData};
 
-/// Patches held at a time, in floats (16 MB): a training batch of the seed's conv 2 needs
-/// 1.9 M; larger batches (evaluations, the inside views) go in chunks of images.
-const PATCH_BUDGET: usize = 1 << 22;
+// Patches held at a time, as for conv 1: a training batch of the seed's conv 2 needs 1.9 M
+// floats; larger batches (evaluations, the inside views) go in chunks of images.
+use super::PATCH_BUDGET;
 
 /// A VALID, stride-1, ungrouped convolution without bias, by patches; routed by Burn's
 /// dispatch to the CPU backend, with or without autodiff (never called on the GPU).
