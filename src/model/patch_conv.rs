@@ -1,5 +1,6 @@
-//! The CPU backend's convolution for layers whose input needs a gradient (conv 2 and on), as
-//! one matrix product over the whole batch's patches, with a backward pass of its own.
+//! The CPU backend's convolution for every layer that conv 1's patches (`conv_by_patches`)
+//! do not take — conv 2 and on, and conv 1 where the images need a gradient — as one matrix
+//! product over the whole batch's patches, with a backward pass of its own.
 //!
 //! burn-flex runs a convolution as one matrix product per image (`conv3d_impl`): for the
 //! seed's conv 2, 32 filters by 49 output pixels, 50 times a batch. Timed apart, its forward

@@ -95,7 +95,7 @@ def test_webgpu_progress_shows_the_steps_the_gpu_has_done_and_stop_is_prompt(dri
 
 def test_on_the_cpu_too_a_later_run_s_first_step_comes_within_two_steps(driver, base_url):
     # A later run's start has a fixed part, whatever the step: the click → engine → page round
-    # trip and the run's set-up, 80–110 ms in CI runs. The test asks whether the engine is
+    # trip and the run's set-up, 80–130 ms in one CI run. The test asks whether the engine is
     # reused (a new one would take seconds), so its step must be long beside that fixed part:
     # the seed's network twice as wide in its convolutions (conv 2 has four times the work)
     # with batch 180, the demo's whole training set. The seed's own width at batch 180 took
