@@ -10,8 +10,8 @@
 //! this is a backend extension with its own backward pass:
 //! - forward: the patches (im2col) and one product over the batch;
 //! - the filters' gradient: one product of the patches by the output gradient;
-//! - the input's gradient: burn-flex's own transposed convolution. By patches it was slower:
-//!   its product has only 32 terms a value and fills a patch-sized matrix, then folded back.
+//! - the input's gradient: the patches' gradient, a product per image, added back onto the
+//!   input channel-last (col2im), where burn-flex's transposed convolution added value by value.
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -19,15 +19,18 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::{FloatTensorOps, ModuleOps};
+use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
-use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Shape, Tensor, TensorData};
 
 // Patches held at a time, as for conv 1: a training batch of the seed's conv 2 needs 1.9 M
 // floats; larger batches (evaluations, the inside views) go in chunks of images.
 use super::PATCH_BUDGET;
+
+/// Floats of the input gradient's patch product made at a time, so that it is folded back
+/// while it is still in the cache.
+const PRODUCT_BUDGET: usize = 1 << 16;
 
 /// A VALID, stride-1, ungrouped convolution without bias, by patches; routed by Burn's
 /// dispatch to the CPU backend, with or without autodiff (never called on the GPU).
@@ -208,6 +211,65 @@ impl Sizes {
         patches
     }
 
+    /// The input's gradient [batch, channel, y, x] from the output's, `grad` [batch, filter,
+    /// out_y, out_x]: each output pixel's gradient times the filters is its patch's gradient,
+    /// added back where the patch came from (col2im). The patches' gradient is laid out
+    /// (ky, kx, channel), and the input's gradient channel-last while it is summed, so that a
+    /// patch row's kx·channel values add onto as many contiguous values (112 for the seed's
+    /// conv 2): burn-flex's own transposed convolution adds them one by one with index
+    /// arithmetic, 10 % of a native step and 20 % of the page's (BENCHMARKS.md).
+    fn input_grad(&self, grad: &[f32], filters: FlexTensor) -> Vec<f32> {
+        let [_, ow] = self.out();
+        let (pixels, channels) = (self.pixels(), self.channels);
+        let (plane, row_len) = (self.height * self.width, self.kw * channels);
+        // [1, filter, ky·kx·channel]
+        let by_tap = Flex::float_reshape(
+            Flex::float_permute(filters, &[0, 2, 3, 1]),
+            Shape::new([1, self.filters, self.patch_len()]),
+        );
+        let per_image = pixels * self.patch_len();
+        let images_per_chunk = (PRODUCT_BUDGET / per_image).max(1);
+        let mut channel_last = vec![0.0; self.batch * plane * channels];
+        for first in (0..self.batch).step_by(images_per_chunk) {
+            let images = first..(first + images_per_chunk).min(self.batch);
+            let values = grad
+                [images.start * self.filters * pixels..images.end * self.filters * pixels]
+                .to_vec();
+            let by_pixel = Flex::float_swap_dims(
+                FlexTensor::from_data(TensorData::new(
+                    values,
+                    [images.len(), self.filters, pixels],
+                )),
+                1,
+                2,
+            );
+            // [image, out pixel, ky·kx·channel]
+            let patch_grads = Flex::float_matmul(by_pixel, by_tap.clone()).to_contiguous();
+            let patch_grads: &[f32] = patch_grads.storage();
+            for (image, rows) in images.zip(patch_grads.chunks_exact(per_image)) {
+                let sums = &mut channel_last[image * plane * channels..][..plane * channels];
+                for (pixel, row) in rows.chunks_exact(self.patch_len()).enumerate() {
+                    let (oy, ox) = (pixel / ow, pixel % ow);
+                    for (ky, taps) in row.chunks_exact(row_len).enumerate() {
+                        let start = ((oy + ky) * self.width + ox) * channels;
+                        let sums = &mut sums[start..start + row_len];
+                        sums.iter_mut().zip(taps).for_each(|(sum, g)| *sum += g);
+                    }
+                }
+            }
+        }
+        let mut out = vec![0.0; channel_last.len()];
+        for (image, sums) in channel_last.chunks_exact(plane * channels).enumerate() {
+            let out = &mut out[image * plane * channels..][..plane * channels];
+            for (at, values) in sums.chunks_exact(channels).enumerate() {
+                for (channel, value) in values.iter().enumerate() {
+                    out[channel * plane + at] = *value;
+                }
+            }
+        }
+        out
+    }
+
     /// `grad` [batch, filters, out_y, out_x] for `images` as [filters, image·out_y·out_x].
     fn grad_by_filter(&self, grad: &[f32], images: std::ops::Range<usize>) -> Vec<f32> {
         let pixels = self.pixels();
@@ -268,11 +330,9 @@ impl PatchConvKernels for Flex {
         let sizes = Sizes::of(&x, &filters);
         let filters_shape = filters.shape();
         let grad = grad.to_contiguous();
-        // The input's gradient by burn-flex's own transposed convolution: by patches it took
-        // longer (a product into a patch-sized matrix with 32 terms a value, then the fold).
         let grad_x = want_x.then(|| {
-            let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
-            Flex::conv2d_x_backward(x.clone(), filters, grad.clone(), options)
+            let values = sizes.input_grad(grad.storage(), filters);
+            FlexTensor::from_data(TensorData::new(values, x.shape()))
         });
         let grad_filters = want_filters.then(|| {
             let x = x.to_contiguous();
@@ -310,6 +370,7 @@ mod tests {
     use crate::model::tests::relative_difference;
     use crate::model::truncated_normal;
     use burn::tensor::Device;
+    use burn::tensor::ops::ConvOptions;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
