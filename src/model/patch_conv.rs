@@ -41,7 +41,13 @@ pub trait PatchConvBackend: Backend {
 
 /// The forward and backward kernels, on a backend whose tensors the host reads directly.
 pub trait PatchConvKernels: Backend {
-    fn patch_conv_forward(x: FloatTensor<Self>, filters: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// The convolution and, where `keep` and the batch's patches are made in one go (a
+    /// training batch), those patches, for the filters' gradient.
+    fn patch_conv_forward(
+        x: FloatTensor<Self>,
+        filters: FloatTensor<Self>,
+        keep: bool,
+    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>);
 
     /// The input's gradient and the filters' gradient, each only where wanted.
     fn patch_conv_backward(
@@ -49,6 +55,7 @@ pub trait PatchConvKernels: Backend {
         filters: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         wanted: [bool; 2],
+        patches: Option<FloatTensor<Self>>,
     ) -> [Option<FloatTensor<Self>>; 2];
 }
 
@@ -62,7 +69,7 @@ pub fn conv(x: Tensor<4>, filters: Tensor<4>) -> Tensor<4> {
 
 impl PatchConvBackend for Flex {
     fn patch_conv(x: FlexTensor, filters: FlexTensor) -> FlexTensor {
-        Self::patch_conv_forward(x, filters)
+        Self::patch_conv_forward(x, filters, false).0
     }
 }
 
@@ -72,7 +79,8 @@ impl<B: Backend + PatchConvKernels, C: CheckpointStrategy> PatchConvBackend for 
         struct PatchConvBackward;
 
         impl<B: Backend + PatchConvKernels> Backward<B, 2> for PatchConvBackward {
-            type State = (NodeId, NodeId);
+            /// The input, the filters, and the forward pass's patches where it kept them.
+            type State = (NodeId, NodeId, Option<FloatTensor<B>>);
 
             fn backward(
                 self,
@@ -82,11 +90,12 @@ impl<B: Backend + PatchConvKernels, C: CheckpointStrategy> PatchConvBackend for 
             ) {
                 let [node_x, node_filters] = ops.parents;
                 let grad = grads.consume::<B>(&ops.node);
-                let (x_state, filters_state) = ops.state;
+                let (x_state, filters_state, patches) = ops.state;
                 let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
                 let filters = checkpointer.retrieve_node_output::<FloatTensor<B>>(filters_state);
                 let wanted = [node_x.is_some(), node_filters.is_some()];
-                let [grad_x, grad_filters] = B::patch_conv_backward(x, filters, grad, wanted);
+                let [grad_x, grad_filters] =
+                    B::patch_conv_backward(x, filters, grad, wanted, patches);
                 if let (Some(node), Some(grad)) = (node_x, grad_x) {
                     grads.register::<B>(node.id, grad);
                 }
@@ -96,8 +105,8 @@ impl<B: Backend + PatchConvKernels, C: CheckpointStrategy> PatchConvBackend for 
             }
         }
 
-        let forward = |x: &FloatTensor<Self>, filters: &FloatTensor<Self>| {
-            B::patch_conv_forward(x.primitive().clone(), filters.primitive().clone())
+        let forward = |x: &FloatTensor<Self>, filters: &FloatTensor<Self>, keep| {
+            B::patch_conv_forward(x.primitive().clone(), filters.primitive().clone(), keep)
         };
         match PatchConvBackward
             .prepare::<C>([x.node(), filters.node()])
@@ -105,11 +114,11 @@ impl<B: Backend + PatchConvKernels, C: CheckpointStrategy> PatchConvBackend for 
             .stateful()
         {
             OpsKind::Tracked(mut prep) => {
-                let state = (prep.checkpoint(&x), prep.checkpoint(&filters));
-                let output = forward(&x, &filters);
-                prep.finish(state, output)
+                let (x_state, filters_state) = (prep.checkpoint(&x), prep.checkpoint(&filters));
+                let (output, patches) = forward(&x, &filters, true);
+                prep.finish((x_state, filters_state, patches), output)
             }
-            OpsKind::UnTracked(prep) => prep.finish(forward(&x, &filters)),
+            OpsKind::UnTracked(prep) => prep.finish(forward(&x, &filters, false).0),
         }
     }
 }
@@ -294,7 +303,11 @@ fn flex_matrix(values: Vec<f32>, rows: usize, cols: usize) -> FlexTensor {
 }
 
 impl PatchConvKernels for Flex {
-    fn patch_conv_forward(x: FlexTensor, filters: FlexTensor) -> FlexTensor {
+    fn patch_conv_forward(
+        x: FlexTensor,
+        filters: FlexTensor,
+        keep: bool,
+    ) -> (FlexTensor, Option<FlexTensor>) {
         let sizes = Sizes::of(&x, &filters);
         let x = x.to_contiguous();
         let xs: &[f32] = x.storage();
@@ -304,9 +317,14 @@ impl PatchConvKernels for Flex {
             Shape::new([sizes.filters, sizes.patch_len()]),
         );
         let mut out = vec![0.0; sizes.batch * sizes.filters * pixels];
+        let mut kept = None;
+        let keep = keep && sizes.chunks().count() == 1;
         for images in sizes.chunks() {
             let n = images.len() * pixels;
             let patches = flex_matrix(sizes.patches(xs, images.clone()), sizes.patch_len(), n);
+            if keep {
+                kept = Some(patches.clone());
+            }
             // [filter, image·pixel], then each image's planes in turn.
             let product = Flex::float_matmul(filters_matrix.clone(), patches).to_contiguous();
             let product: &[f32] = product.storage();
@@ -318,7 +336,8 @@ impl PatchConvKernels for Flex {
             }
         }
         let [oh, ow] = sizes.out();
-        FlexTensor::from_data(TensorData::new(out, [sizes.batch, sizes.filters, oh, ow]))
+        let out = FlexTensor::from_data(TensorData::new(out, [sizes.batch, sizes.filters, oh, ow]));
+        (out, kept)
     }
 
     fn patch_conv_backward(
@@ -326,6 +345,7 @@ impl PatchConvKernels for Flex {
         filters: FlexTensor,
         grad: FlexTensor,
         [want_x, want_filters]: [bool; 2],
+        kept: Option<FlexTensor>,
     ) -> [Option<FlexTensor>; 2] {
         let sizes = Sizes::of(&x, &filters);
         let filters_shape = filters.shape();
@@ -341,7 +361,11 @@ impl PatchConvKernels for Flex {
             let mut by_tap = vec![0.0; sizes.patch_len() * sizes.filters];
             for images in sizes.chunks() {
                 let n = images.len() * sizes.pixels();
-                let patches = flex_matrix(sizes.patches(xs, images.clone()), sizes.patch_len(), n);
+                // The forward pass's, where it kept them (one chunk).
+                let patches = match &kept {
+                    Some(patches) => patches.clone(),
+                    None => flex_matrix(sizes.patches(xs, images.clone()), sizes.patch_len(), n),
+                };
                 // [image·pixel, filter]
                 let by_pixel = Flex::float_swap_dims(
                     flex_matrix(sizes.grad_by_filter(gs, images), sizes.filters, n),
