@@ -406,17 +406,10 @@ pub struct Member {
 impl Member {
     /// Each neuron's drive (before the output nonlinearity). `mask` [batch, hidden]
     /// multiplies the hidden units (0 for a dropped unit, 1/keep for a kept one).
-    /// `images_fixed`: no gradient is wanted for the images (training and evaluation, not
-    /// looking inside), so conv 1 may take [`conv_by_patches`].
-    fn drive(&self, images: Tensor<4>, mask: Option<Tensor<2>>, images_fixed: bool) -> Tensor<2> {
+    fn drive(&self, images: Tensor<4>, mask: Option<Tensor<2>>) -> Tensor<2> {
         let mut x = images;
         for (layer, block) in self.conv_blocks.iter().enumerate() {
-            let by_patches = if layer == 0 && images_fixed {
-                conv_by_patches(&block.conv, x.clone())
-            } else {
-                None
-            };
-            let filtered = by_patches.unwrap_or_else(|| filter(&block.conv, x));
+            let filtered = filter(&block.conv, x);
             // The seed's conv + bias → ReLU → pool, as conv → pool → bias → ReLU. Max pooling
             // commutes with adding a constant per channel and with the ReLU (both monotone),
             // so the values are the same up to the rounding of where the bias is added, and
@@ -508,52 +501,10 @@ fn relu_keeping_its_mask<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     x.mask_fill(off, 0.0)
 }
 
-/// Patches held at a time by [`conv_by_patches`] and [`patch_conv`], in floats (16 MB): a
+/// Patches held at a time by [`patch_conv`], in floats (16 MB): a
 /// training batch of the seed's network needs 1.8 M (conv 1) and 1.9 M (conv 2); an evaluation
 /// of hundreds of images goes in chunks.
 const PATCH_BUDGET: usize = 1 << 22;
-
-/// A one-channel convolution (without its bias) on the CPU backend as one matrix product
-/// over the image's patches (im2col), or `None` where Burn's own convolution is used. For a
-/// one-channel input and at most 16 filters `burn-flex` picks a direct "small channel" kernel
-/// that took about a third of a CPU training step (BENCHMARKS.md), several times slower than
-/// its matrix product. Only for images that need no gradient: autodiff would take the
-/// patches' strided view apart window by window. (On the GPU the same product cost one
-/// kernel launch more per step than Burn's convolution: BENCHMARKS.md.)
-fn conv_by_patches(conv: &Conv2d, x: Tensor<4>) -> Option<Tensor<4>> {
-    let [batch, channels, height, width] = x.dims();
-    let [filters, _, kh, kw] = conv.weight.dims();
-    let plain = conv.stride == [1, 1] && conv.dilation == [1, 1] && conv.groups == 1;
-    // Where burn-flex would take its small-channel kernel (its own 1×1 path is fast).
-    let small_channel = channels == 1 && filters <= 16 && kh * kw > 1;
-    let on_cpu = x.device().without_autodiff() == Device::flex();
-    if !small_channel || !plain || conv.padding != PaddingConfig2d::Valid || !on_cpu {
-        return None;
-    }
-    let (out_h, out_w) = (height + 1 - kh, width + 1 - kw);
-    let weight = conv.weight.val().reshape([1, filters, kh * kw]);
-    let product = |x: Tensor<4>| {
-        let images = x.dims()[0];
-        // [images, 1, out_h, out_w, kh, kw] as a view; one copy into [images, kh·kw, out_h·out_w].
-        let windows: Tensor<6> = x.unfold::<5, _>(2, kh, 1).unfold(3, kw, 1);
-        let patches = windows
-            .permute([0, 1, 4, 5, 2, 3])
-            .reshape([images, kh * kw, out_h * out_w]);
-        weight
-            .clone()
-            .matmul(patches)
-            .reshape([images, filters, out_h, out_w])
-    };
-    let chunk = (PATCH_BUDGET / (kh * kw * out_h * out_w)).max(1);
-    if batch <= chunk {
-        return Some(product(x));
-    }
-    let parts = (0..batch)
-        .step_by(chunk)
-        .map(|start| product(x.clone().narrow(0, start, chunk.min(batch - start))))
-        .collect();
-    Some(Tensor::cat(parts, 0))
-}
 
 /// Max pooling; on the CPU backend as a gather of each window's maximum, found on the host.
 /// burn-flex's max pool is a scalar loop that recomputes each window's bounds (divisions) per
@@ -729,21 +680,19 @@ impl InputScaling {
 impl Network {
     /// Prediction without dropout (evaluation, inference): the members' mean rate.
     pub fn forward(&self, images: Tensor<3>) -> Tensor<2> {
-        let fixed = !images.is_require_grad();
         let x = self.input(images);
         mean_of(
             self.members
                 .iter()
-                .map(|m| self.output.apply(m.drive(x.clone(), None, fixed))),
+                .map(|m| self.output.apply(m.drive(x.clone(), None))),
         )
     }
 
     /// The members' mean drive (before the output nonlinearity). Looking inside the network
     /// differentiates this, since a silent neuron's ReLU rate has no gradient.
     pub fn drive(&self, images: Tensor<3>) -> Tensor<2> {
-        let fixed = !images.is_require_grad();
         let x = self.input(images);
-        mean_of(self.members.iter().map(|m| m.drive(x.clone(), None, fixed)))
+        mean_of(self.members.iter().map(|m| m.drive(x.clone(), None)))
     }
 
     /// Training forward pass: every member's own rates, with its own dropout mask (one per
@@ -752,12 +701,11 @@ impl Network {
     /// `planes`: the images as [batch, 1, height, width], in any memory layout (the trainer
     /// lays them out for its backend's convolution).
     pub fn member_rates(&self, planes: Tensor<4>, masks: Vec<Option<Tensor<2>>>) -> Vec<Tensor<2>> {
-        let fixed = !planes.is_require_grad();
         let x = self.scaled(planes);
         self.members
             .iter()
             .zip(masks)
-            .map(|(m, mask)| self.output.apply(m.drive(x.clone(), mask, fixed)))
+            .map(|(m, mask)| self.output.apply(m.drive(x.clone(), mask)))
             .collect()
     }
 
@@ -836,52 +784,11 @@ mod tests {
         largest / scale
     }
 
-    #[test]
-    fn conv_by_patches_equals_burns_convolution_with_its_gradients() {
-        // Non-square images and kernel, so that a mix-up of height and width shows; 300
-        // images, so that the product runs in chunks (PATCH_BUDGET).
-        let device = Device::flex().autodiff();
-        let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let [batch, height, width, kh, kw] = [300, 31, 37, 5, 7];
-        let pixels = truncated_normal(&mut rng, 50.0, batch * height * width);
-        let images =
-            Tensor::<1>::from_floats(pixels.as_slice(), &device).reshape([batch, 1, height, width]);
-        let mut conv = Conv2dConfig::new([1, 16], [kh, kw])
-            .with_padding(PaddingConfig2d::Valid)
-            .init(&device);
-        conv.bias = Some(init::param(
-            truncated_normal(&mut rng, 1.0, 16),
-            [16],
-            &device,
-        ));
-        assert!(PATCH_BUDGET / (kh * kw * (height + 1 - kh) * (width + 1 - kw)) < batch);
-        // Without its bias, which the network adds after pooling.
-        let bias = conv.bias.as_ref().unwrap().val().reshape([1, -1, 1, 1]);
-        let by_patches = conv_by_patches(&conv, images.clone()).expect("used on the CPU") + bias;
-        let by_burn = conv.forward(images);
-        assert_eq!(
-            by_patches.dims(),
-            [batch, 16, height + 1 - kh, width + 1 - kw]
-        );
-        assert!(relative_difference(by_patches.clone(), by_burn.clone()) <= 1e-5);
-
-        // The same loss through both: the same weight and bias gradients.
-        let weights = truncated_normal(&mut rng, 1.0, by_burn.shape().num_elements());
-        let weights = Tensor::<1>::from_floats(weights.as_slice(), &device).reshape(by_burn.dims());
-        let patches_grads = (by_patches * weights.clone()).sum().backward();
-        let burn_grads = (by_burn * weights).sum().backward();
-        let grad = |grads| conv.weight.grad(grads).expect("a weight gradient");
-        assert!(relative_difference(grad(&patches_grads), grad(&burn_grads)) <= 1e-4);
-        let bias = conv.bias.as_ref().unwrap();
-        let bias_grad = |grads| bias.grad(grads).expect("a bias gradient");
-        assert!(relative_difference(bias_grad(&patches_grads), bias_grad(&burn_grads)) <= 1e-4);
-    }
-
-    /// The network's order (conv → pool → bias → ReLU, conv 1 by patches, pooling by gather)
-    /// against the seed's (conv + bias → ReLU → pool) written with Burn's own layers: the
-    /// same rates and the same gradient for every parameter, for 1 to 3 conv layers with
+    /// The network's order (conv → pool → bias → ReLU, convolutions by patches, pooling by
+    /// gather) against the seed's (conv + bias → ReLU → pool) written with Burn's own layers:
+    /// the same rates and the same gradient for every parameter, for 1 to 3 conv layers with
     /// biases that are not zero, and with images that are differentiated too (looking inside
-    /// the network takes Burn's convolution for conv 1).
+    /// the network wants conv 1's input gradient).
     #[test]
     fn the_network_computes_what_the_seeds_order_of_layers_does() {
         let device = Device::flex().autodiff();
@@ -930,7 +837,7 @@ mod tests {
             .collect();
         let mask = Tensor::<1>::from_floats(mask.as_slice(), &images.device())
             .reshape([images.dims()[0], units]);
-        let ours = member.drive(images.clone(), Some(mask.clone()), images_fixed);
+        let ours = member.drive(images.clone(), Some(mask.clone()));
         let mut x = images.clone();
         for block in &member.conv_blocks {
             x = block.pool.forward(relu(block.conv.forward(x)));
@@ -1050,23 +957,6 @@ mod tests {
         let small = Tensor::<4>::ones([1, 1, 2, 9], &device);
         assert!(max_pool_by_gather(&pool, small).is_none());
         assert!(max_pool_by_gather(&pool, Tensor::ones([1, 1, 3, 9], &device)).is_some());
-    }
-
-    #[test]
-    fn conv_by_patches_is_used_only_where_burns_small_channel_kernel_would_be() {
-        let device = Device::flex();
-        let images = |channels| Tensor::<4>::ones([2, channels, 33, 33], &device);
-        let conv = |channels, filters, size| {
-            Conv2dConfig::new([channels, filters], [size, size]).init(&device)
-        };
-        assert!(conv_by_patches(&conv(1, 16, 7), images(1)).is_some());
-        assert!(conv_by_patches(&conv(2, 4, 7), images(2)).is_none());
-        assert!(conv_by_patches(&conv(1, 17, 7), images(1)).is_none());
-        assert!(conv_by_patches(&conv(1, 16, 1), images(1)).is_none());
-        let padded = Conv2dConfig::new([1, 16], [7, 7])
-            .with_padding(PaddingConfig2d::Same)
-            .init(&device);
-        assert!(conv_by_patches(&padded, images(1)).is_none());
     }
 
     #[test]

@@ -1,6 +1,5 @@
-//! The CPU backend's convolution for every layer that conv 1's patches (`conv_by_patches`)
-//! do not take — conv 2 and on, and conv 1 where the images need a gradient — as one matrix
-//! product over the whole batch's patches, with a backward pass of its own.
+//! The CPU backend's convolution, for every layer: one matrix product over the whole batch's
+//! patches, with a backward pass of its own.
 //!
 //! burn-flex runs a convolution as one matrix product per image (`conv3d_impl`): for the
 //! seed's conv 2, 32 filters by 49 output pixels, 50 times a batch. Timed apart, its forward
@@ -12,6 +11,10 @@
 //! - the filters' gradient: one product of the patches by the output gradient;
 //! - the input's gradient: the patches' gradient, a product per image, added back onto the
 //!   input channel-last (col2im), where burn-flex's transposed convolution added value by value.
+//!
+//! Conv 1 (one channel, at most 16 filters) would take burn-flex's direct "small channel"
+//! kernel, slower still; it went by a product over a strided view of the patches before, whose
+//! layout copy (`copy_2d_tiled`) was 7–8 % of a native step (BENCHMARKS.md).
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -409,14 +412,16 @@ mod tests {
 
     /// Values, the input's gradient and the filters' gradient as Burn's own convolution gives
     /// them: non-square images and filters (a mix-up of height and width shows), several
-    /// channels, and batches in one chunk and in several (PATCH_BUDGET).
+    /// channels or one (conv 1), and batches in one chunk and in several (PATCH_BUDGET).
     #[test]
     fn patches_give_burns_convolution_and_both_its_gradients() {
         let device = Device::flex().autodiff();
         let mut rng = ChaCha8Rng::seed_from_u64(11);
-        for [batch, channels, height, width, filters, kh, kw] in
-            [[5usize, 3, 13, 11, 4, 7, 5], [700, 2, 17, 19, 3, 5, 6]]
-        {
+        for [batch, channels, height, width, filters, kh, kw] in [
+            [5usize, 3, 13, 11, 4, 7, 5],
+            [700, 2, 17, 19, 3, 5, 6],
+            [4, 1, 33, 33, 16, 7, 7],
+        ] {
             let sizes_per_image = (height + 1 - kh) * (width + 1 - kw) * channels * kh * kw;
             let chunks = batch.div_ceil((PATCH_BUDGET / sizes_per_image).max(1));
             assert_eq!(chunks > 1, batch == 700, "the second case runs in chunks");
