@@ -501,9 +501,9 @@ fn relu_keeping_its_mask<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     x.mask_fill(off, 0.0)
 }
 
-/// Patches held at a time by [`patch_conv`], in floats (16 MB): a
-/// training batch of the seed's network needs 1.8 M (conv 1) and 1.9 M (conv 2); an evaluation
-/// of hundreds of images goes in chunks.
+/// Patches held at a time by [`patch_conv`], in floats (16 MB): a training batch of the
+/// seed's network needs 1.8 M (conv 1) and 1.9 M (conv 2); an evaluation of hundreds of
+/// images goes in chunks.
 const PATCH_BUDGET: usize = 1 << 22;
 
 /// Max pooling; on the CPU backend as a gather of each window's maximum, found on the host.

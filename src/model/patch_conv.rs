@@ -27,8 +27,8 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{Shape, Tensor, TensorData};
 
-// Patches held at a time, as for conv 1: a training batch of the seed's conv 2 needs 1.9 M
-// floats; larger batches (evaluations, the inside views) go in chunks of images.
+// Patches held at a time: a training batch of the seed's conv 1 needs 1.8 M floats and its
+// conv 2 1.9 M; larger batches (evaluations, the inside views) go in chunks of images.
 use super::PATCH_BUDGET;
 
 /// Floats of the input gradient's patch product made at a time, so that it is folded back
