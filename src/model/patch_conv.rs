@@ -10,7 +10,10 @@
 //! - forward: the patches (im2col) and one product over the batch;
 //! - the filters' gradient: one product of the patches by the output gradient;
 //! - the input's gradient: the patches' gradient, a product per image, added back onto the
-//!   input channel-last (col2im), where burn-flex's transposed convolution added value by value.
+//!   input channel-last (col2im), where burn-flex's transposed convolution added value by value;
+//! - where most of the output's gradient is zero, as behind a max pool (conv 2 and on), both
+//!   gradients instead go output pixel by output pixel, skipping the zeros: about a tenth of
+//!   the products' work for the seed's conv 2.
 //!
 //! Conv 1 (one channel, at most 16 filters) would take burn-flex's direct "small channel"
 //! kernel, slower still; it went by a product over a strided view of the patches before, whose
@@ -34,6 +37,13 @@ use super::PATCH_BUDGET;
 /// Floats of the input gradient's patch product made at a time, so that it is folded back
 /// while it is still in the cache.
 const PRODUCT_BUDGET: usize = 1 << 16;
+
+/// The backward pass goes pixel by pixel where at most one output gradient in this many is
+/// not zero ([`Sizes::goes_sparse`]) ...
+const SPARSE_MAX_SHARE: usize = 4;
+
+/// ... and where a patch row (kw·channel values) is at least this long.
+const SPARSE_MIN_RUN: usize = 16;
 
 /// A VALID, stride-1, ungrouped convolution without bias, by patches; routed by Burn's
 /// dispatch to the CPU backend, with or without autodiff (never called on the GPU).
@@ -270,6 +280,12 @@ impl Sizes {
                 }
             }
         }
+        self.channel_first(&channel_last)
+    }
+
+    /// [image, y, x, channel] values as [image, channel, y, x].
+    fn channel_first(&self, channel_last: &[f32]) -> Vec<f32> {
+        let (plane, channels) = (self.height * self.width, self.channels);
         let mut out = vec![0.0; channel_last.len()];
         for (image, sums) in channel_last.chunks_exact(plane * channels).enumerate() {
             let out = &mut out[image * plane * channels..][..plane * channels];
@@ -280,6 +296,110 @@ impl Sizes {
             }
         }
         out
+    }
+
+    /// [image, channel, y, x] values as [image, y, x, channel].
+    fn channel_last(&self, x: &[f32]) -> Vec<f32> {
+        let (plane, channels) = (self.height * self.width, self.channels);
+        let mut out = vec![0.0; x.len()];
+        for (image, planes) in x.chunks_exact(plane * channels).enumerate() {
+            let out = &mut out[image * plane * channels..][..plane * channels];
+            for (channel, values) in planes.chunks_exact(plane).enumerate() {
+                for (at, value) in values.iter().enumerate() {
+                    out[at * channels + channel] = *value;
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether the backward pass goes output pixel by output pixel ([`Self::sparse_backward`])
+    /// rather than by matrix products: where a max pool follows the convolution, only its
+    /// windows' maxima get a gradient (at most 9 of conv 2's 49 pixels in the seed's network,
+    /// fewer still after the ReLU), and the products multiply the rest by zero. A pixel's work
+    /// is a few runs of kw·channel contiguous values, so short runs (conv 1's 7) stay with the
+    /// products.
+    fn goes_sparse(&self, grad: &[f32]) -> bool {
+        let nonzero = grad.iter().filter(|g| **g != 0.0).count();
+        self.kw * self.channels >= SPARSE_MIN_RUN && nonzero * SPARSE_MAX_SHARE <= grad.len()
+    }
+
+    /// Both gradients from the output pixels whose gradient is not zero, each at once: its
+    /// gradient times the filter, added onto its patch of the input's gradient, and times
+    /// its patch, added onto the filter's gradient. Both are summed channel-last, so that a
+    /// patch row's kx·channel values (112 for the seed's conv 2) are contiguous on every side.
+    fn sparse_backward(
+        &self,
+        x: &[f32],
+        grad: &[f32],
+        filters: FlexTensor,
+        [want_x, want_filters]: [bool; 2],
+    ) -> [Option<Vec<f32>>; 2] {
+        let [_, ow] = self.out();
+        let (pixels, patch_len) = (self.pixels(), self.patch_len());
+        let (plane, row_len) = (
+            self.height * self.width * self.channels,
+            self.kw * self.channels,
+        );
+        // [filter, ky·kx·channel]
+        let by_tap = Flex::float_permute(filters, &[0, 2, 3, 1]).to_contiguous();
+        let by_tap: &[f32] = by_tap.storage();
+        let x = if want_filters {
+            self.channel_last(x)
+        } else {
+            Vec::new()
+        };
+        let mut input_grad = vec![0.0; if want_x { self.batch * plane } else { 0 }];
+        let mut filter_grad = vec![
+            0.0;
+            if want_filters {
+                self.filters * patch_len
+            } else {
+                0
+            }
+        ];
+        for (at, g) in grad.iter().enumerate().filter(|(_, g)| **g != 0.0) {
+            let (image, filter, pixel) = (
+                at / (self.filters * pixels),
+                at / pixels % self.filters,
+                at % pixels,
+            );
+            let corner = image * plane + (pixel / ow * self.width + pixel % ow) * self.channels;
+            for ky in 0..self.kh {
+                let input_row = corner + ky * self.width * self.channels;
+                let filter_row = filter * patch_len + ky * row_len;
+                if want_x {
+                    let sums = &mut input_grad[input_row..][..row_len];
+                    let taps = &by_tap[filter_row..][..row_len];
+                    sums.iter_mut()
+                        .zip(taps)
+                        .for_each(|(sum, tap)| *sum += g * tap);
+                }
+                if want_filters {
+                    let sums = &mut filter_grad[filter_row..][..row_len];
+                    let values = &x[input_row..][..row_len];
+                    sums.iter_mut()
+                        .zip(values)
+                        .for_each(|(sum, value)| *sum += g * value);
+                }
+            }
+        }
+        let input_grad = want_x.then(|| self.channel_first(&input_grad));
+        let filter_grad = want_filters.then(|| {
+            // [filter, ky, kx, channel] → [filter, channel, ky, kx]
+            let taps = self.kh * self.kw;
+            let mut by_channel = vec![0.0; filter_grad.len()];
+            for (at, value) in filter_grad.iter().enumerate() {
+                let (filter, tap, channel) = (
+                    at / patch_len,
+                    at / self.channels % taps,
+                    at % self.channels,
+                );
+                by_channel[filter * patch_len + channel * taps + tap] = *value;
+            }
+            by_channel
+        });
+        [input_grad, filter_grad]
     }
 
     /// `grad` [batch, filters, out_y, out_x] for `images` as [filters, image·out_y·out_x].
@@ -353,6 +473,17 @@ impl PatchConvKernels for Flex {
         let sizes = Sizes::of(&x, &filters);
         let filters_shape = filters.shape();
         let grad = grad.to_contiguous();
+        if sizes.goes_sparse(grad.storage()) {
+            let x_shape = x.shape();
+            let x = x.to_contiguous();
+            let [grad_x, grad_filters] =
+                sizes.sparse_backward(x.storage(), grad.storage(), filters, [want_x, want_filters]);
+            return [
+                grad_x.map(|values| FlexTensor::from_data(TensorData::new(values, x_shape))),
+                grad_filters
+                    .map(|values| FlexTensor::from_data(TensorData::new(values, filters_shape))),
+            ];
+        }
         let grad_x = want_x.then(|| {
             let values = sizes.input_grad(grad.storage(), filters);
             FlexTensor::from_data(TensorData::new(values, x.shape()))
@@ -412,7 +543,9 @@ mod tests {
 
     /// Values, the input's gradient and the filters' gradient as Burn's own convolution gives
     /// them: non-square images and filters (a mix-up of height and width shows), several
-    /// channels or one (conv 1), and batches in one chunk and in several (PATCH_BUDGET).
+    /// channels or one (conv 1), batches in one chunk and in several (PATCH_BUDGET), and an
+    /// output gradient dense (the products) or mostly zeros, as after a max pool (pixel by
+    /// pixel where a patch row is long enough: the last two cases, the second the seed's conv 2).
     #[test]
     fn patches_give_burns_convolution_and_both_its_gradients() {
         let device = Device::flex().autodiff();
@@ -421,6 +554,8 @@ mod tests {
             [5usize, 3, 13, 11, 4, 7, 5],
             [700, 2, 17, 19, 3, 5, 6],
             [4, 1, 33, 33, 16, 7, 7],
+            [6, 4, 13, 12, 5, 6, 5],
+            [50, 16, 13, 13, 32, 7, 7],
         ] {
             let sizes_per_image = (height + 1 - kh) * (width + 1 - kw) * channels * kh * kw;
             let chunks = batch.div_ceil((PATCH_BUDGET / sizes_per_image).max(1));
@@ -429,18 +564,52 @@ mod tests {
             let w = random(&mut rng, [filters, channels, kh, kw], &device).require_grad();
             let by_patches = conv(x.clone(), w.clone());
             let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
-            let by_burn = burn::tensor::module::conv2d(x.clone(), w.clone(), None, options);
+            let by_burn = burn::tensor::module::conv2d(x.clone(), w.clone(), None, options.clone());
             assert_eq!(by_patches.dims(), by_burn.dims());
-            assert!(relative_difference(by_patches.clone(), by_burn.clone()) <= 1e-5);
+            let dims = by_burn.dims();
+            assert!(relative_difference(by_patches, by_burn) <= 1e-5);
 
-            // The same loss through both: the same gradients.
-            let weights = random(&mut rng, by_burn.dims(), &device);
-            let patches_grads = (by_patches * weights.clone()).sum().backward();
-            let burn_grads = (by_burn * weights).sum().backward();
-            let x_grad = |grads| x.grad(grads).expect("an input gradient");
-            assert!(relative_difference(x_grad(&patches_grads), x_grad(&burn_grads)) <= 1e-5);
-            let w_grad = |grads| w.grad(grads).expect("a filter gradient");
-            assert!(relative_difference(w_grad(&patches_grads), w_grad(&burn_grads)) <= 1e-5);
+            // The same loss through both: the same gradients. One output gradient in 8 not
+            // zero stands for a max pool's.
+            for one_in in [1, 8] {
+                let weights = random(&mut rng, dims, &device);
+                let kept = Tensor::<1>::from_floats(
+                    (0..weights.shape().num_elements())
+                        .map(|at| if at % one_in == 0 { 1.0 } else { 0.0 })
+                        .collect::<Vec<f32>>()
+                        .as_slice(),
+                    &device,
+                )
+                .reshape(dims);
+                let weights = weights * kept;
+                let sizes = Sizes {
+                    batch,
+                    channels,
+                    height,
+                    width,
+                    filters,
+                    kh,
+                    kw,
+                };
+                let values = weights.clone().into_data().try_to_vec::<f32>().unwrap();
+                assert_eq!(
+                    sizes.goes_sparse(&values),
+                    one_in == 8 && channels * kw >= SPARSE_MIN_RUN,
+                    "the case takes the path it is meant to test"
+                );
+                // Each backward pass consumes its graph: the forward passes again.
+                let by_patches = conv(x.clone(), w.clone());
+                let by_burn =
+                    burn::tensor::module::conv2d(x.clone(), w.clone(), None, options.clone());
+                let patches_grads = (by_patches * weights.clone()).sum().backward();
+                let burn_grads = (by_burn * weights).sum().backward();
+                let x_grad = |grads| x.grad(grads).expect("an input gradient");
+                let x_diff = relative_difference(x_grad(&patches_grads), x_grad(&burn_grads));
+                assert!(x_diff <= 1e-5, "{x_diff}");
+                let w_grad = |grads| w.grad(grads).expect("a filter gradient");
+                let w_diff = relative_difference(w_grad(&patches_grads), w_grad(&burn_grads));
+                assert!(w_diff <= 1e-5, "{w_diff}");
+            }
         }
     }
 
@@ -452,7 +621,7 @@ mod tests {
         let x = random(&mut rng, [3, 4, 9, 10], &device);
         let w = random(&mut rng, [6, 4, 3, 4], &device);
         let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
-        let by_burn = burn::tensor::module::conv2d(x.clone(), w.clone(), None, options);
+        let by_burn = burn::tensor::module::conv2d(x.clone(), w.clone(), None, options.clone());
         assert!(relative_difference(conv(x, w), by_burn) <= 1e-5);
     }
 }
