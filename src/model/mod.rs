@@ -595,7 +595,23 @@ impl PoolWindows {
     /// comparison and pick is a conditional move. On floats the page's wasm had branches
     /// there, which mispredict (the outcomes are unpredictable): 13 % of its step, now 6 %.
     fn pick_maxima(&self, plane: &[f32], picks: &mut [i32], keys: &mut [i32]) {
-        let ([kh, kw], [sh, sw], [_, width]) = (self.size, self.stride, self.input);
+        // The seed's window, as constants: its loops unroll.
+        match self.size {
+            [3, 3] => self.pick_maxima_in(3, 3, plane, picks, keys),
+            [kh, kw] => self.pick_maxima_in(kh, kw, plane, picks, keys),
+        }
+    }
+
+    #[inline(always)]
+    fn pick_maxima_in(
+        &self,
+        kh: usize,
+        kw: usize,
+        plane: &[f32],
+        picks: &mut [i32],
+        keys: &mut [i32],
+    ) {
+        let ([sh, sw], [_, width]) = (self.stride, self.input);
         debug_assert_eq!(keys.len(), plane.len(), "a key for every element");
         for (key, &value) in keys.iter_mut().zip(plane) {
             *key = order_key(value);
