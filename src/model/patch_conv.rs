@@ -39,8 +39,9 @@ use super::PATCH_BUDGET;
 const PRODUCT_BUDGET: usize = 1 << 16;
 
 /// The backward pass goes pixel by pixel where at most one output gradient in this many is
-/// not zero ([`Sizes::goes_sparse`]) ...
-const SPARSE_MAX_SHARE: usize = 4;
+/// not zero ([`Sizes::goes_sparse`]): for the seed's conv 2 natively, pixel by pixel took
+/// 1.27 ms against the products' 1.73 at 15 %, and 1.92 against 1.74 at 25 % (BENCHMARKS.md) ...
+const SPARSE_MAX_SHARE: usize = 5;
 
 /// ... and where a patch row (kw·channel values) is at least this long.
 const SPARSE_MIN_RUN: usize = 16;
@@ -315,8 +316,8 @@ impl Sizes {
 
     /// Whether the backward pass goes output pixel by output pixel ([`Self::sparse_backward`])
     /// rather than by matrix products: where a max pool follows the convolution, only its
-    /// windows' maxima get a gradient (at most 9 of conv 2's 49 pixels in the seed's network,
-    /// fewer still after the ReLU), and the products multiply the rest by zero. A pixel's work
+    /// windows' maxima get a gradient (at most 9 of conv 2's 49 pixels in the seed's network;
+    /// 7.5–9.3 % of them after the ReLU, measured in training), and the products multiply the rest by zero. A pixel's work
     /// is a few runs of kw·channel contiguous values, so short runs (conv 1's 7) stay with the
     /// products.
     fn goes_sparse(&self, grad: &[f32]) -> bool {
