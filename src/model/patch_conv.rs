@@ -286,32 +286,12 @@ impl Sizes {
 
     /// [image, y, x, channel] values as [image, channel, y, x].
     fn channel_first(&self, channel_last: &[f32]) -> Vec<f32> {
-        let (plane, channels) = (self.height * self.width, self.channels);
-        let mut out = vec![0.0; channel_last.len()];
-        for (image, sums) in channel_last.chunks_exact(plane * channels).enumerate() {
-            let out = &mut out[image * plane * channels..][..plane * channels];
-            for (at, values) in sums.chunks_exact(channels).enumerate() {
-                for (channel, value) in values.iter().enumerate() {
-                    out[channel * plane + at] = *value;
-                }
-            }
-        }
-        out
+        transposed(channel_last, self.height * self.width, self.channels)
     }
 
     /// [image, channel, y, x] values as [image, y, x, channel].
     fn channel_last(&self, x: &[f32]) -> Vec<f32> {
-        let (plane, channels) = (self.height * self.width, self.channels);
-        let mut out = vec![0.0; x.len()];
-        for (image, planes) in x.chunks_exact(plane * channels).enumerate() {
-            let out = &mut out[image * plane * channels..][..plane * channels];
-            for (channel, values) in planes.chunks_exact(plane).enumerate() {
-                for (at, value) in values.iter().enumerate() {
-                    out[at * channels + channel] = *value;
-                }
-            }
-        }
-        out
+        transposed(x, self.channels, self.height * self.width)
     }
 
     /// Whether the backward pass goes output pixel by output pixel ([`Self::sparse_backward`])
@@ -370,36 +350,19 @@ impl Sizes {
                 let input_row = corner + ky * self.width * self.channels;
                 let filter_row = filter * patch_len + ky * row_len;
                 if want_x {
-                    let sums = &mut input_grad[input_row..][..row_len];
                     let taps = &by_tap[filter_row..][..row_len];
-                    sums.iter_mut()
-                        .zip(taps)
-                        .for_each(|(sum, tap)| *sum += g * tap);
+                    add_scaled(&mut input_grad[input_row..][..row_len], *g, taps);
                 }
                 if want_filters {
-                    let sums = &mut filter_grad[filter_row..][..row_len];
                     let values = &x[input_row..][..row_len];
-                    sums.iter_mut()
-                        .zip(values)
-                        .for_each(|(sum, value)| *sum += g * value);
+                    add_scaled(&mut filter_grad[filter_row..][..row_len], *g, values);
                 }
             }
         }
         let input_grad = want_x.then(|| self.channel_first(&input_grad));
-        let filter_grad = want_filters.then(|| {
-            // [filter, ky, kx, channel] → [filter, channel, ky, kx]
-            let taps = self.kh * self.kw;
-            let mut by_channel = vec![0.0; filter_grad.len()];
-            for (at, value) in filter_grad.iter().enumerate() {
-                let (filter, tap, channel) = (
-                    at / patch_len,
-                    at / self.channels % taps,
-                    at % self.channels,
-                );
-                by_channel[filter * patch_len + channel * taps + tap] = *value;
-            }
-            by_channel
-        });
+        // [filter, ky, kx, channel] → [filter, channel, ky, kx]
+        let filter_grad =
+            want_filters.then(|| transposed(&filter_grad, self.kh * self.kw, self.channels));
         [input_grad, filter_grad]
     }
 
@@ -416,6 +379,29 @@ impl Sizes {
         }
         by_filter
     }
+}
+
+/// `sums += scale · values`, value by value.
+fn add_scaled(sums: &mut [f32], scale: f32, values: &[f32]) {
+    sums.iter_mut()
+        .zip(values)
+        .for_each(|(sum, value)| *sum += scale * value);
+}
+
+/// Each [rows, cols] block of `values` (one per image, or a single one) as [cols, rows].
+fn transposed(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; values.len()];
+    for (block, out) in values
+        .chunks_exact(rows * cols)
+        .zip(out.chunks_exact_mut(rows * cols))
+    {
+        for (row, values) in block.chunks_exact(cols).enumerate() {
+            for (col, value) in values.iter().enumerate() {
+                out[col * rows + row] = *value;
+            }
+        }
+    }
+    out
 }
 
 fn dims4(tensor: &FlexTensor) -> [usize; 4] {
@@ -511,12 +497,7 @@ impl PatchConvKernels for Flex {
                 let part: &[f32] = part.storage();
                 by_tap.iter_mut().zip(part).for_each(|(sum, p)| *sum += p);
             }
-            let mut by_filter = vec![0.0; by_tap.len()];
-            for (tap, row) in by_tap.chunks_exact(sizes.filters).enumerate() {
-                for (filter, value) in row.iter().enumerate() {
-                    by_filter[filter * sizes.patch_len() + tap] = *value;
-                }
-            }
+            let by_filter = transposed(&by_tap, sizes.patch_len(), sizes.filters);
             FlexTensor::from_data(TensorData::new(by_filter, filters_shape))
         });
         [grad_x, grad_filters]
