@@ -297,9 +297,9 @@ impl Sizes {
     /// Whether the backward pass goes output pixel by output pixel ([`Self::sparse_backward`])
     /// rather than by matrix products: where a max pool follows the convolution, only its
     /// windows' maxima get a gradient (at most 9 of conv 2's 49 pixels in the seed's network;
-    /// 7.5–9.3 % of them after the ReLU, measured in training), and the products multiply the rest by zero. A pixel's work
-    /// is a few runs of kw·channel contiguous values, so short runs (conv 1's 7) stay with the
-    /// products.
+    /// 7.5–9.3 % of them after the ReLU, measured in training), and the products multiply
+    /// the rest by zero. A pixel's work is a few runs of kw·channel contiguous values, so
+    /// short runs (conv 1's 7) stay with the products.
     fn goes_sparse(&self, grad: &[f32]) -> bool {
         let nonzero = grad.iter().filter(|g| **g != 0.0).count();
         self.kw * self.channels >= SPARSE_MIN_RUN && nonzero * SPARSE_MAX_SHARE <= grad.len()
@@ -318,7 +318,7 @@ impl Sizes {
     ) -> [Option<Vec<f32>>; 2] {
         let [_, ow] = self.out();
         let (pixels, patch_len) = (self.pixels(), self.patch_len());
-        let (plane, row_len) = (
+        let (image_len, row_len) = (
             self.height * self.width * self.channels,
             self.kw * self.channels,
         );
@@ -330,7 +330,7 @@ impl Sizes {
         } else {
             Vec::new()
         };
-        let mut input_grad = vec![0.0; if want_x { self.batch * plane } else { 0 }];
+        let mut input_grad = vec![0.0; if want_x { self.batch * image_len } else { 0 }];
         let mut filter_grad = vec![
             0.0;
             if want_filters {
@@ -345,7 +345,7 @@ impl Sizes {
                 at / pixels % self.filters,
                 at % pixels,
             );
-            let corner = image * plane + (pixel / ow * self.width + pixel % ow) * self.channels;
+            let corner = image * image_len + (pixel / ow * self.width + pixel % ow) * self.channels;
             for ky in 0..self.kh {
                 let input_row = corner + ky * self.width * self.channels;
                 let filter_row = filter * patch_len + ky * row_len;
@@ -603,7 +603,7 @@ mod tests {
         let x = random(&mut rng, [3, 4, 9, 10], &device);
         let w = random(&mut rng, [6, 4, 3, 4], &device);
         let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
-        let by_burn = burn::tensor::module::conv2d(x.clone(), w.clone(), None, options.clone());
+        let by_burn = burn::tensor::module::conv2d(x.clone(), w.clone(), None, options);
         assert!(relative_difference(conv(x, w), by_burn) <= 1e-5);
     }
 }
