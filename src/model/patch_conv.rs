@@ -301,8 +301,9 @@ impl Sizes {
     /// the rest by zero. A pixel's work is a few runs of kw·channel contiguous values, so
     /// short runs (conv 1's 7) stay with the products.
     fn goes_sparse(&self, grad: &[f32]) -> bool {
-        let nonzero = grad.iter().filter(|g| **g != 0.0).count();
-        self.kw * self.channels >= SPARSE_MIN_RUN && nonzero * SPARSE_MAX_SHARE <= grad.len()
+        // The row length first: conv 1's gradient (583 K floats a batch) is then never counted.
+        self.kw * self.channels >= SPARSE_MIN_RUN
+            && grad.iter().filter(|g| **g != 0.0).count() * SPARSE_MAX_SHARE <= grad.len()
     }
 
     /// Both gradients from the output pixels whose gradient is not zero, each at once: its
