@@ -618,6 +618,18 @@ mod tests {
         Tensor::<1>::from_floats(values.as_slice(), device).reshape(dims)
     }
 
+    fn sizes([batch, channels, height, width, filters, kh, kw]: [usize; 7]) -> Sizes {
+        Sizes {
+            batch,
+            channels,
+            height,
+            width,
+            filters,
+            kh,
+            kw,
+        }
+    }
+
     /// Values, the input's gradient and the filters' gradient as Burn's own convolution gives
     /// them: non-square images and filters (a mix-up of height and width shows), several
     /// channels or one (conv 1), batches in one chunk and in several (PATCH_BUDGET), and an
@@ -659,15 +671,7 @@ mod tests {
                 )
                 .reshape(dims);
                 let weights = weights * kept;
-                let sizes = Sizes {
-                    batch,
-                    channels,
-                    height,
-                    width,
-                    filters,
-                    kh,
-                    kw,
-                };
+                let sizes = sizes([batch, channels, height, width, filters, kh, kw]);
                 let values = weights.clone().into_data().try_to_vec::<f32>().unwrap();
                 assert_eq!(
                     sizes.goes_sparse(&values),
@@ -715,15 +719,7 @@ mod tests {
                 zeros * 3 > values.len(),
                 "a third of the input or more is zero"
             );
-            let sizes = Sizes {
-                batch,
-                channels,
-                height,
-                width,
-                filters,
-                kh,
-                kw,
-            };
+            let sizes = sizes([batch, channels, height, width, filters, kh, kw]);
             let weights = w.clone().into_data().try_to_vec::<f32>().unwrap();
             let [oh, ow] = sizes.out();
             let by_nonzero = Tensor::<1>::from_floats(
