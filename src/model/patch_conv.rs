@@ -48,7 +48,9 @@ const SPARSE_MAX_SHARE: usize = 5;
 /// ... and where a patch row (kw·channel values) is at least this long.
 const SPARSE_MIN_RUN: usize = 16;
 
-/// See [`Sizes::goes_sparse_forward`].
+/// The forward pass goes by the input's nonzero values ([`Sizes::goes_sparse_forward`]) where
+/// at most this share of it, in percent, is not zero: a margin chosen, not a measured
+/// crossover; at conv 2's 44 % the page's step took 2–3.5 ms less (BENCHMARKS.md).
 const SPARSE_FORWARD_MAX_PERCENT: usize = 60;
 
 /// A VALID, stride-1, ungrouped convolution without bias, by patches; routed by Burn's
@@ -375,11 +377,16 @@ impl Sizes {
 
     /// Whether the forward pass goes by the input's nonzero values ([`Self::sparse_forward`])
     /// rather than by patches and a product: in the page only, where the product runs on
-    /// 4-lane vectors (natively on 8 or 16, and faster than this), and where at most
-    /// SPARSE_FORWARD_MAX_PERCENT of the input is not zero.
+    /// 4-lane vectors (natively on 8 or 16, and faster than this; BENCHMARKS.md), and where
+    /// [`Self::sparse_enough`] says so.
     fn goes_sparse_forward(&self, x: &[f32]) -> bool {
-        cfg!(target_arch = "wasm32")
-            && self.kw * self.channels >= SPARSE_MIN_RUN
+        cfg!(target_arch = "wasm32") && self.sparse_enough(x)
+    }
+
+    /// Whether at most SPARSE_FORWARD_MAX_PERCENT of the input is not zero and a patch row
+    /// is at least SPARSE_MIN_RUN values long (conv 1's single channel of dense pixels is not).
+    fn sparse_enough(&self, x: &[f32]) -> bool {
+        self.kw * self.channels >= SPARSE_MIN_RUN
             && x.iter().filter(|v| **v != 0.0).count() * 100 <= x.len() * SPARSE_FORWARD_MAX_PERCENT
     }
 
@@ -697,14 +704,14 @@ mod tests {
     /// The forward pass from the input's nonzero values ([`Sizes::sparse_forward`], the
     /// page's path for conv 2) gives Burn's convolution: about half the input zero, as behind
     /// a ReLU; 6 filters (one block of 16), 40 (a block of 32 and a part), and the seed's
-    /// conv 2 (32).
+    /// conv 2 (32). And the page's rule for taking it ([`Sizes::sparse_enough`]).
     #[test]
     fn nonzero_inputs_give_burns_convolution() {
         let device = Device::flex();
         let mut rng = ChaCha8Rng::seed_from_u64(13);
         for [batch, channels, height, width, filters, kh, kw] in [
             [3, 4, 9, 10, 6, 3, 4],
-            [2, 5, 11, 8, 40, 4, 3],
+            [2, 5, 11, 8, 40, 4, 4],
             [50, 16, 13, 13, 32, 7, 7],
         ] {
             let x = burn::tensor::activation::relu(random(
@@ -720,6 +727,10 @@ mod tests {
                 "a third of the input or more is zero"
             );
             let sizes = sizes([batch, channels, height, width, filters, kh, kw]);
+            // The page's rule: this input qualifies, the same with none of it zero does not.
+            assert!(sizes.sparse_enough(&values));
+            let dense: Vec<f32> = values.iter().map(|v| v + 1.0).collect();
+            assert!(!sizes.sparse_enough(&dense));
             let weights = w.clone().into_data().try_to_vec::<f32>().unwrap();
             let [oh, ow] = sizes.out();
             let by_nonzero = Tensor::<1>::from_floats(
@@ -732,6 +743,9 @@ mod tests {
             let difference = relative_difference(by_nonzero, by_burn);
             assert!(difference <= 1e-5, "{difference}");
         }
+        // Conv 1 (one channel, rows of 7) stays with the product, however many zeros.
+        let conv1 = sizes([2, 1, 33, 33, 16, 7, 7]);
+        assert!(!conv1.sparse_enough(&vec![0.0; 2 * 33 * 33]));
     }
 
     /// Without autodiff the dispatch takes the CPU backend's own kernel.
