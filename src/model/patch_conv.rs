@@ -15,7 +15,9 @@
 //!   gradients instead go output pixel by output pixel, skipping the zeros: about a tenth of
 //!   the products' work for the seed's conv 2;
 //! - in the page, where the products run on 4-lane vectors, a forward pass whose input is
-//!   mostly zeros (conv 2's, behind conv 1's ReLU) goes by the nonzero values alone.
+//!   mostly zeros (conv 2's, behind conv 1's ReLU) goes by the nonzero values alone, and so
+//!   does conv 1's filter gradient, from its output gradient's nonzero values (behind its max
+//!   pool); natively the products on 8 or 16 lanes are as fast or faster, and stay.
 //!
 //! Conv 1 (one channel, at most 16 filters) would take burn-flex's direct "small channel"
 //! kernel, slower still; it went by a product over a strided view of the patches before, whose
@@ -50,7 +52,8 @@ const SPARSE_MIN_RUN: usize = 16;
 
 /// The forward pass goes by the input's nonzero values ([`Sizes::goes_sparse_forward`]) where
 /// at most this share of it, in percent, is not zero: a margin chosen, not a measured
-/// crossover; at conv 2's 44 % the page's step took 2–3.5 ms less (BENCHMARKS.md).
+/// crossover; at conv 2's 44 % the page's step took 2–3.5 ms less in a first version
+/// (BENCHMARKS.md).
 const SPARSE_FORWARD_MAX_PERCENT: usize = 60;
 
 /// A VALID, stride-1, ungrouped convolution without bias, by patches; routed by Burn's
@@ -375,10 +378,78 @@ impl Sizes {
         [input_grad, filter_grad]
     }
 
+    /// Whether the filters' gradient alone goes by the output pixels whose gradient is not
+    /// zero ([`Self::sparse_filter_grad`]) where the rows are too short for
+    /// [`Self::goes_sparse`]: in the page only (natively the product on 8 or 16 lanes is
+    /// faster: steps took 0.6–1.5 ms more with this; BENCHMARKS.md), and where
+    /// [`Self::sparse_enough_for_filter_grad`] says so.
+    fn goes_sparse_filter_grad(&self, grad: &[f32]) -> bool {
+        cfg!(target_arch = "wasm32") && self.sparse_enough_for_filter_grad(grad)
+    }
+
+    /// Whether at most one output gradient in SPARSE_MAX_SHARE is not zero (conv 1's, behind
+    /// its max pool: 6.5–8.0 % in training, measured) and the filters are at most 16 wide.
+    fn sparse_enough_for_filter_grad(&self, grad: &[f32]) -> bool {
+        self.kw <= 16 && grad.iter().filter(|g| **g != 0.0).count() * SPARSE_MAX_SHARE <= grad.len()
+    }
+
+    /// The filters' gradient [filter, channel, ky, kx], filter by filter: the input rows under
+    /// each nonzero output gradient, times it, summed in a few vectors (a filter row's kw
+    /// values, read W wide) that stay in registers. The product it replaces multiplies a
+    /// batch's every patch (57 MFLOP for the seed's conv 1), most of them by zero.
+    fn sparse_filter_grad(&self, x: &[f32], grad: &[f32]) -> Vec<f32> {
+        match self.kw.next_multiple_of(4) {
+            4 => self.sparse_filter_grad_by::<4>(x, grad),
+            8 => self.sparse_filter_grad_by::<8>(x, grad),
+            12 => self.sparse_filter_grad_by::<12>(x, grad),
+            _ => self.sparse_filter_grad_by::<16>(x, grad),
+        }
+    }
+
+    fn sparse_filter_grad_by<const W: usize>(&self, x: &[f32], grad: &[f32]) -> Vec<f32> {
+        let [_, ow] = self.out();
+        let (pixels, plane) = (self.pixels(), self.height * self.width);
+        // W-wide reads of the last row's kw values run past the input: a slack of W zeros.
+        let mut padded = Vec::with_capacity(x.len() + W);
+        padded.extend_from_slice(x);
+        padded.resize(x.len() + W, 0.0);
+        let mut filter_grad = vec![0.0; self.filters * self.patch_len()];
+        // Where each nonzero output gradient's window starts in the input, with the gradient.
+        let mut corners = vec![(0usize, 0.0f32); self.batch * pixels];
+        for (filter, filter_grad) in filter_grad.chunks_exact_mut(self.patch_len()).enumerate() {
+            let mut count = 0;
+            for image in 0..self.batch {
+                let planes = &grad[(image * self.filters + filter) * pixels..][..pixels];
+                for (oy, row) in planes.chunks_exact(ow).enumerate() {
+                    let corner = image * self.channels * plane + oy * self.width;
+                    for (ox, g) in row.iter().enumerate() {
+                        corners[count] = (corner + ox, *g);
+                        count += usize::from(*g != 0.0);
+                    }
+                }
+            }
+            let corners = &corners[..count];
+            // [channel, ky] rows of kw taps
+            for (row_at, taps) in filter_grad.chunks_exact_mut(self.kw).enumerate() {
+                let (channel, ky) = (row_at / self.kh, row_at % self.kh);
+                let row = channel * plane + ky * self.width;
+                let mut sums = [0.0f32; W];
+                for (corner, g) in corners {
+                    let values: &[f32; W] = padded[corner + row..][..W].try_into().expect("a row");
+                    for (sum, value) in sums.iter_mut().zip(values) {
+                        *sum += g * value;
+                    }
+                }
+                taps.copy_from_slice(&sums[..self.kw]);
+            }
+        }
+        filter_grad
+    }
+
     /// Whether the forward pass goes by the input's nonzero values ([`Self::sparse_forward`])
     /// rather than by patches and a product: in the page only, where the product runs on
-    /// 4-lane vectors (natively on 8 or 16, and faster than this; BENCHMARKS.md), and where
-    /// [`Self::sparse_enough`] says so.
+    /// 4-lane vectors (natively, on 8 or 16, steps took as long with this forced on;
+    /// BENCHMARKS.md), and where [`Self::sparse_enough`] says so.
     fn goes_sparse_forward(&self, x: &[f32]) -> bool {
         cfg!(target_arch = "wasm32") && self.sparse_enough(x)
     }
@@ -394,7 +465,7 @@ impl Sizes {
     /// conv 1's ReLU, and 40–49 % of it is not zero in training (measured), so a product
     /// over the patches spends half its work on zeros. Each output pixel sums, for every
     /// nonzero input value in its window, that value times the filters' tap, in blocks of
-    /// filters held in registers (32 for the seed's conv 2: eight of the page's vectors).
+    /// filters (32 for the seed's conv 2: eight of the page's vectors).
     fn sparse_forward(&self, x: &[f32], filters: &[f32]) -> Vec<f32> {
         if self.filters <= 16 {
             self.sparse_forward_by::<16>(x, filters)
@@ -403,58 +474,72 @@ impl Sizes {
         }
     }
 
+    /// Filter row by filter row (ky), so that the taps it reads stay in the cache (14 KB for
+    /// the seed's conv 2, where all seven rows are 100 KB), with each pixel's sums copied into
+    /// a local array and back. The same sums with all seven rows inside took 8 ms a call for
+    /// a half-batch in a page built with the `release` profile (timed there), and 5× as long as this in a stand-alone copy
+    /// built as the page's crate is: how well the compiler keeps the sums in registers
+    /// depended on the build (BENCHMARKS.md).
     fn sparse_forward_by<const BLOCK: usize>(&self, x: &[f32], filters: &[f32]) -> Vec<f32> {
         let [oh, ow] = self.out();
-        let (channels, plane, taps) = (self.channels, self.height * self.width, self.kh * self.kw);
-        let padded = self.filters.next_multiple_of(BLOCK);
-        // [ky, kx, channel, filter], the filters padded with zeros to whole blocks.
-        let mut by_tap = vec![0.0; taps * channels * padded];
+        let (channels, plane, pixels) = (self.channels, self.height * self.width, oh * ow);
+        let taps = self.kh * self.kw;
+        let blocks = self.filters.div_ceil(BLOCK);
+        // [block, ky, kx, channel, filter in the block], padded with zeros to whole blocks.
+        let row_taps = self.kw * channels * BLOCK;
+        let mut by_tap = vec![0.0; blocks * self.kh * row_taps];
         for (at, weight) in filters.iter().enumerate() {
             let (filter, channel, tap) = (at / (channels * taps), at / taps % channels, at % taps);
-            by_tap[(tap * channels + channel) * padded + filter] = *weight;
+            let block_tap = (filter / BLOCK * taps + tap) * channels + channel;
+            by_tap[block_tap * BLOCK + filter % BLOCK] = *weight;
         }
-        let row_taps = self.kw * channels * padded;
-        let mut out = vec![0.0; self.batch * self.filters * oh * ow];
-        // An image's nonzero values in pixel order, each with where its taps start in a row of
-        // `by_tap` ((x·channels + channel)·padded), and where each pixel's values start: a
-        // window row's values are then one run, shifted by the window's x.
-        let mut nonzero: Vec<(usize, f32)> = Vec::with_capacity(channels * plane);
-        let mut starts = Vec::with_capacity(plane + 1);
+        let mut out = vec![0.0; self.batch * self.filters * pixels];
+        let mut sums = vec![[0.0f32; BLOCK]; pixels];
+        // An image's nonzero values in pixel order, each with where its taps start in a
+        // filter row of `by_tap` ((x·channels + channel)·BLOCK), and where each pixel's values
+        // start: a window row's values are then one run, shifted by the window's x. Written
+        // without a branch (a slot is taken only by a nonzero value), as the zeros fall at
+        // random.
+        let mut nonzero = vec![(0usize, 0.0f32); channels * plane];
+        let mut starts = vec![0; plane + 1];
         for (input, out) in x
             .chunks_exact(channels * plane)
-            .zip(out.chunks_exact_mut(self.filters * oh * ow))
+            .zip(out.chunks_exact_mut(self.filters * pixels))
         {
-            nonzero.clear();
-            starts.clear();
-            for pixel in 0..plane {
-                starts.push(nonzero.len());
+            let mut count = 0;
+            for (pixel, start) in starts[..plane].iter_mut().enumerate() {
+                *start = count;
                 let x = pixel % self.width;
                 for channel in 0..channels {
                     let value = input[channel * plane + pixel];
-                    if value != 0.0 {
-                        nonzero.push(((x * channels + channel) * padded, value));
-                    }
+                    nonzero[count] = ((x * channels + channel) * BLOCK, value);
+                    count += usize::from(value != 0.0);
                 }
             }
-            starts.push(nonzero.len());
-            for first in (0..self.filters).step_by(BLOCK) {
-                for (oy, ox) in (0..oh).flat_map(|oy| (0..ow).map(move |ox| (oy, ox))) {
-                    let mut sums = [0.0f32; BLOCK];
-                    let shift = ox * channels * padded;
-                    for ky in 0..self.kh {
+            starts[plane] = count;
+            for (block, out) in out.chunks_mut(BLOCK * pixels).enumerate() {
+                sums.fill([0.0; BLOCK]);
+                for ky in 0..self.kh {
+                    let taps = &by_tap[(block * self.kh + ky) * row_taps..][..row_taps];
+                    for (out_pixel, sum) in sums.iter_mut().enumerate() {
+                        let (oy, ox) = (out_pixel / ow, out_pixel % ow);
                         let pixel = (oy + ky) * self.width + ox;
-                        let taps = &by_tap[ky * row_taps + first..];
+                        let shift = ox * channels * BLOCK;
+                        let mut local = *sum;
                         for (at, value) in &nonzero[starts[pixel]..starts[pixel + self.kw]] {
                             let tap: &[f32; BLOCK] =
                                 taps[at - shift..][..BLOCK].try_into().expect("a block");
-                            for (sum, weight) in sums.iter_mut().zip(tap) {
+                            for (sum, weight) in local.iter_mut().zip(tap) {
                                 *sum += value * weight;
                             }
                         }
+                        *sum = local;
                     }
-                    let filters_here = BLOCK.min(self.filters - first);
-                    for (filter, sum) in sums[..filters_here].iter().enumerate() {
-                        out[((first + filter) * oh + oy) * ow + ox] = *sum;
+                }
+                // [pixel, filter] → [filter, pixel], the block's padding left out.
+                for (filter, out) in out.chunks_exact_mut(pixels).enumerate() {
+                    for (value, sum) in out.iter_mut().zip(&sums) {
+                        *value = sum[filter];
                     }
                 }
             }
@@ -580,6 +665,10 @@ impl PatchConvKernels for Flex {
         let grad_filters = want_filters.then(|| {
             let x = x.to_contiguous();
             let (xs, gs): (&[f32], &[f32]) = (x.storage(), grad.storage());
+            if sizes.goes_sparse_filter_grad(gs) {
+                let values = sizes.sparse_filter_grad(xs, gs);
+                return FlexTensor::from_data(TensorData::new(values, filters_shape));
+            }
             // [channel·ky·kx, filter], summed over the chunks.
             let mut by_tap = vec![0.0; sizes.patch_len() * sizes.filters];
             for images in sizes.chunks() {
@@ -746,6 +835,55 @@ mod tests {
         // Conv 1 (one channel, rows of 7) stays with the product, however many zeros.
         let conv1 = sizes([2, 1, 33, 33, 16, 7, 7]);
         assert!(!conv1.sparse_enough(&vec![0.0; 2 * 33 * 33]));
+    }
+
+    /// The filters' gradient from the nonzero output gradients alone
+    /// ([`Sizes::sparse_filter_grad`], the page's path for conv 1) gives Burn's: one output
+    /// gradient in 8 not zero, as behind a max pool; filter rows of 7 (the seed's conv 1), 3,
+    /// 5, 11 and 14 values, read 8, 4, 8, 12 and 16 wide; one channel or several. And the
+    /// rule for taking it ([`Sizes::sparse_enough_for_filter_grad`]).
+    #[test]
+    fn nonzero_output_gradients_give_burns_filter_gradient() {
+        let device = Device::flex().autodiff();
+        let mut rng = ChaCha8Rng::seed_from_u64(14);
+        for [batch, channels, height, width, filters, kh, kw] in [
+            [4, 1, 33, 33, 16, 7, 7],
+            [4, 2, 9, 10, 3, 3, 3],
+            [5, 3, 13, 11, 4, 7, 5],
+            [3, 1, 14, 20, 5, 4, 11],
+            [2, 2, 9, 18, 3, 2, 14],
+        ] {
+            let x = random(&mut rng, [batch, channels, height, width], &device);
+            let w = random(&mut rng, [filters, channels, kh, kw], &device).require_grad();
+            let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
+            let by_burn = burn::tensor::module::conv2d(x.clone(), w.clone(), None, options);
+            let dims = by_burn.dims();
+            let grad: Vec<f32> = random(&mut rng, dims, &device)
+                .into_data()
+                .iter::<f32>()
+                .enumerate()
+                .map(|(at, g)| if at % 8 == 3 { g } else { 0.0 })
+                .collect();
+            let sizes = sizes([batch, channels, height, width, filters, kh, kw]);
+            assert!(sizes.sparse_enough_for_filter_grad(&grad));
+            let dense: Vec<f32> = grad.iter().map(|g| g + 1.0).collect();
+            assert!(!sizes.sparse_enough_for_filter_grad(&dense));
+            let grad_tensor = Tensor::<1>::from_floats(grad.as_slice(), &device).reshape(dims);
+            let burn_grad = w
+                .grad(&(by_burn * grad_tensor).sum().backward())
+                .expect("a filter gradient");
+            let xs = x.into_data().try_to_vec::<f32>().unwrap();
+            let by_nonzero = Tensor::<1>::from_floats(
+                sizes.sparse_filter_grad(&xs, &grad).as_slice(),
+                &burn_grad.device(),
+            )
+            .reshape([filters, channels, kh, kw]);
+            let difference = relative_difference(by_nonzero, burn_grad);
+            assert!(difference <= 1e-5, "{difference}");
+        }
+        // Filters wider than 16 stay with the product.
+        let wide = sizes([1, 1, 20, 20, 2, 3, 17]);
+        assert!(!wide.sparse_enough_for_filter_grad(&[0.0; 2 * 18 * 4]));
     }
 
     /// Without autodiff the dispatch takes the CPU backend's own kernel.
