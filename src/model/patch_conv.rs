@@ -474,12 +474,12 @@ impl Sizes {
         }
     }
 
-    /// Filter row by filter row (ky), so that the taps it reads stay in the cache (14 KB for
-    /// the seed's conv 2, where all seven rows are 100 KB), with each pixel's sums copied into
-    /// a local array and back. The same sums with all seven rows inside took 8 ms a call for
-    /// a half-batch in a page built with the `release` profile (timed there), and 5× as long as this in a stand-alone copy
-    /// built as the page's crate is: how well the compiler keeps the sums in registers
-    /// depended on the build (BENCHMARKS.md).
+    /// Filter row by filter row (ky), so that the taps it reads stay in the cache (14 KB a row
+    /// for the seed's conv 2, against 100 KB for all seven), with each pixel's sums copied
+    /// into a local array and back. The same sums with all seven rows inside ran as fast as
+    /// the compiler happened to build them: 8 ms a call for a half-batch in a page built with
+    /// the `release` profile; in a stand-alone copy (50 images), 13.8–16.5 ms with 16 codegen
+    /// units against 3.5–4.7 with LTO, where this took 2.1–2.4 (BENCHMARKS.md).
     fn sparse_forward_by<const BLOCK: usize>(&self, x: &[f32], filters: &[f32]) -> Vec<f32> {
         let [oh, ow] = self.out();
         let (channels, plane, pixels) = (self.channels, self.height * self.width, oh * ow);
