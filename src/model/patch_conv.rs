@@ -312,8 +312,7 @@ impl Sizes {
     /// short runs (conv 1's 7) stay with the products.
     fn goes_sparse(&self, grad: &[f32]) -> bool {
         // The row length first: conv 1's gradient (583 K floats a batch) is then never counted.
-        self.kw * self.channels >= SPARSE_MIN_RUN
-            && grad.iter().filter(|g| **g != 0.0).count() * SPARSE_MAX_SHARE <= grad.len()
+        self.kw * self.channels >= SPARSE_MIN_RUN && mostly_zero(grad)
     }
 
     /// Both gradients from the output pixels whose gradient is not zero, each at once: its
@@ -390,12 +389,12 @@ impl Sizes {
     /// Whether at most one output gradient in SPARSE_MAX_SHARE is not zero (conv 1's, behind
     /// its max pool: 6.5–8.0 % in training, measured) and the filters are at most 16 wide.
     fn sparse_enough_for_filter_grad(&self, grad: &[f32]) -> bool {
-        self.kw <= 16 && grad.iter().filter(|g| **g != 0.0).count() * SPARSE_MAX_SHARE <= grad.len()
+        self.kw <= 16 && mostly_zero(grad)
     }
 
     /// The filters' gradient [filter, channel, ky, kx], filter by filter: the input rows under
-    /// each nonzero output gradient, times it, summed in a few vectors (a filter row's kw
-    /// values, read W wide) that stay in registers. The product it replaces multiplies a
+    /// each nonzero output gradient, times it, summed in a local array (a filter row's kw
+    /// values, read W wide). The product it replaces multiplies a
     /// batch's every patch (57 MFLOP for the seed's conv 1), most of them by zero.
     fn sparse_filter_grad(&self, x: &[f32], grad: &[f32]) -> Vec<f32> {
         match self.kw.next_multiple_of(4) {
@@ -560,6 +559,12 @@ impl Sizes {
         }
         by_filter
     }
+}
+
+/// Whether at most one value in SPARSE_MAX_SHARE is not zero: an output gradient behind a
+/// max pool, which the sparse backward passes take.
+fn mostly_zero(grad: &[f32]) -> bool {
+    grad.iter().filter(|g| **g != 0.0).count() * SPARSE_MAX_SHARE <= grad.len()
 }
 
 /// `sums += scale · values`, value by value.
