@@ -12,12 +12,16 @@ export async function registerOffline() {
   showAddress();
   if (!window.isSecureContext || !("serviceWorker" in navigator)) return;
   const status = document.getElementById("offline-status");
+  // The line takes its place now, before the page is ready: filled later, it would push the
+  // page down under a click aimed at Train.
+  status.textContent = "Making this page work offline…";
   let registration;
   try {
     await engineKept();
     registration = await navigator.serviceWorker.register(new URL("./sw.js", import.meta.url));
   } catch (error) {
     console.warn("offline use unavailable:", error);
+    status.textContent = "This browser keeps no offline copy of this page.";
     return;
   }
   // A newer build's worker waits, its cache filled, until the user takes it: the page on show

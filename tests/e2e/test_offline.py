@@ -143,6 +143,23 @@ def test_after_a_first_visit_the_page_loads_and_gets_ready_offline(driver, site)
         assert driver.execute_script("return navigator.onLine") is False
 
 
+def test_the_offline_line_moves_nothing_when_it_comes_late(driver, site):
+    """The service worker may finish after the page is ready (a busy machine, a slow link). Its
+    line must not push the page down then: a click aimed at Train would land above it and
+    start nothing. The worker's install is held for 4 s here."""
+    copy, url = site
+    stage(copy)
+    with open(copy / "sw.js", "a") as worker:
+        worker.write('\nself.addEventListener("install", (event) => '
+                     'event.waitUntil(new Promise((done) => setTimeout(done, 4000))));\n')
+    open_page(driver, url)
+    train_top = "return document.getElementById('train-button').getBoundingClientRect().top"
+    at_ready = driver.execute_script(train_top)
+    assert driver.find_element(By.ID, "offline-status").text != "Works offline now."
+    wait_offline_ready(driver)
+    assert driver.execute_script(train_top) == at_ready
+
+
 def test_a_new_build_replaces_the_cache(driver, site):
     copy, url = site
     first = stage(copy)
