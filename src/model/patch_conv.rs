@@ -17,7 +17,8 @@
 //! - in the page, where the products run on 4-lane vectors, a forward pass whose input is
 //!   mostly zeros (conv 2's, behind conv 1's ReLU) goes by the nonzero values alone, and so
 //!   does conv 1's filter gradient, from its output gradient's nonzero values (behind its max
-//!   pool); natively the products on 8 or 16 lanes are as fast or faster, and stay.
+//!   pool), and conv 1's forward pass sums each output row straight from the input rows, with
+//!   no patches; natively the products on 8 or 16 lanes are as fast or faster, and stay.
 //!
 //! Conv 1 (one channel, at most 16 filters) would take burn-flex's direct "small channel"
 //! kernel, slower still; it went by a product over a strided view of the patches before, whose
@@ -546,6 +547,75 @@ impl Sizes {
         out
     }
 
+    /// Whether the forward pass sums each output row directly from the input rather than by
+    /// patches and a product: in the page only, for a single input channel (conv 1). There
+    /// the product (57 MFLOP a step for the seed's conv 1, a [16, 49] by [49, 36 450] matrix
+    /// on 4-lane vectors) ran at about a quarter of the vectors' peak, after its patches
+    /// (7 MB a step) were written; BENCHMARKS.md has the step times.
+    fn goes_direct_forward(&self) -> bool {
+        cfg!(target_arch = "wasm32") && self.channels == 1
+    }
+
+    /// The convolution summed output row by output row: W sums (the row, rounded up to whole
+    /// vectors of 4) stay in registers while every tap adds its weight times the input row
+    /// that tap sees, read W wide. Taps go in the filters' own order (channel, row, column).
+    fn direct_forward(&self, x: &[f32], filters: &[f32]) -> Vec<f32> {
+        let [_, ow] = self.out();
+        match ow.next_multiple_of(4) {
+            4 => self.direct_forward_by::<4>(x, filters),
+            8 => self.direct_forward_by::<8>(x, filters),
+            12 => self.direct_forward_by::<12>(x, filters),
+            16 => self.direct_forward_by::<16>(x, filters),
+            20 => self.direct_forward_by::<20>(x, filters),
+            24 => self.direct_forward_by::<24>(x, filters),
+            28 => self.direct_forward_by::<28>(x, filters),
+            // Wider rows go in parts of 32.
+            _ => self.direct_forward_by::<32>(x, filters),
+        }
+    }
+
+    fn direct_forward_by<const W: usize>(&self, x: &[f32], filters: &[f32]) -> Vec<f32> {
+        let [oh, ow] = self.out();
+        let (channels, plane, pixels) = (self.channels, self.height * self.width, oh * ow);
+        let filter_len = self.patch_len();
+        // A window row read W wide runs past the end of its image row by up to W - 1 values:
+        // into the next row (sums that are dropped), or past the input, into this slack.
+        let mut input = Vec::with_capacity(x.len() + W);
+        input.extend_from_slice(x);
+        input.resize(x.len() + W, 0.0);
+        let mut out = vec![0.0; self.batch * self.filters * pixels];
+        for (image, out) in out.chunks_exact_mut(self.filters * pixels).enumerate() {
+            let image_input = &input[image * channels * plane..];
+            for (weights, out) in filters
+                .chunks_exact(filter_len)
+                .zip(out.chunks_exact_mut(pixels))
+            {
+                for (oy, out_row) in out.chunks_exact_mut(ow).enumerate() {
+                    for (part, out_part) in out_row.chunks_mut(W).enumerate() {
+                        let mut sums = [0.0f32; W];
+                        for (channel, weights) in
+                            weights.chunks_exact(self.kh * self.kw).enumerate()
+                        {
+                            for (ky, weights) in weights.chunks_exact(self.kw).enumerate() {
+                                let from = channel * plane + (oy + ky) * self.width + part * W;
+                                let row = &image_input[from..][..self.kw - 1 + W];
+                                for (kx, weight) in weights.iter().enumerate() {
+                                    let seen: &[f32; W] =
+                                        row[kx..][..W].try_into().expect("W values");
+                                    for (sum, value) in sums.iter_mut().zip(seen) {
+                                        *sum += weight * value;
+                                    }
+                                }
+                            }
+                        }
+                        out_part.copy_from_slice(&sums[..out_part.len()]);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// `grad` [batch, filters, out_y, out_x] for `images` as [filters, image·out_y·out_x].
     fn grad_by_filter(&self, grad: &[f32], images: std::ops::Range<usize>) -> Vec<f32> {
         let pixels = self.pixels();
@@ -611,6 +681,12 @@ impl PatchConvKernels for Flex {
         if sizes.goes_sparse_forward(xs) {
             let filters = filters.to_contiguous();
             let out = sizes.sparse_forward(xs, filters.storage());
+            let shape = [sizes.batch, sizes.filters, oh, ow];
+            return (FlexTensor::from_data(TensorData::new(out, shape)), None);
+        }
+        if sizes.goes_direct_forward() {
+            let filters = filters.to_contiguous();
+            let out = sizes.direct_forward(xs, filters.storage());
             let shape = [sizes.batch, sizes.filters, oh, ow];
             return (FlexTensor::from_data(TensorData::new(out, shape)), None);
         }
@@ -889,6 +965,46 @@ mod tests {
         // Filters wider than 16 stay with the product.
         let wide = sizes([1, 1, 20, 20, 2, 3, 17]);
         assert!(!wide.sparse_enough_for_filter_grad(&[0.0; 2 * 18 * 4]));
+    }
+
+    /// The forward pass summed row by row ([`Sizes::direct_forward`], the page's path for
+    /// conv 1) gives Burn's convolution: output rows of every width it reads whole (4 to 28
+    /// values: the seed's conv 1 is 27), one wider than 32 (in two parts), and several
+    /// channels. And the rule: one channel, in the page only.
+    #[test]
+    fn rows_summed_directly_give_burns_convolution() {
+        let device = Device::flex();
+        let mut rng = ChaCha8Rng::seed_from_u64(15);
+        for [batch, channels, height, width, filters, kh, kw] in [
+            [4, 1, 33, 33, 16, 7, 7],
+            [2, 1, 6, 5, 3, 3, 2],
+            [3, 1, 9, 10, 5, 3, 4],
+            [1, 1, 8, 14, 2, 2, 3],
+            [2, 1, 15, 15, 2, 3, 3],
+            [1, 1, 8, 22, 2, 2, 3],
+            [2, 3, 11, 24, 4, 3, 3],
+            [2, 1, 12, 45, 3, 5, 6],
+        ] {
+            let x = random(&mut rng, [batch, channels, height, width], &device);
+            let w = random(&mut rng, [filters, channels, kh, kw], &device);
+            let sizes = sizes([batch, channels, height, width, filters, kh, kw]);
+            assert_eq!(
+                sizes.goes_direct_forward(),
+                cfg!(target_arch = "wasm32") && channels == 1
+            );
+            let [oh, ow] = sizes.out();
+            let values = x.clone().into_data().try_to_vec::<f32>().unwrap();
+            let weights = w.clone().into_data().try_to_vec::<f32>().unwrap();
+            let by_rows = Tensor::<1>::from_floats(
+                sizes.direct_forward(&values, &weights).as_slice(),
+                &device,
+            )
+            .reshape([batch, filters, oh, ow]);
+            let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
+            let by_burn = burn::tensor::module::conv2d(x, w, None, options);
+            let difference = relative_difference(by_rows, by_burn);
+            assert!(difference <= 1e-5, "{ow} wide: {difference}");
+        }
     }
 
     /// Without autodiff the dispatch takes the CPU backend's own kernel.
