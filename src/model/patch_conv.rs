@@ -410,9 +410,7 @@ impl Sizes {
         let [_, ow] = self.out();
         let (pixels, plane) = (self.pixels(), self.height * self.width);
         // W-wide reads of the last row's kw values run past the input: a slack of W zeros.
-        let mut padded = Vec::with_capacity(x.len() + W);
-        padded.extend_from_slice(x);
-        padded.resize(x.len() + W, 0.0);
+        let padded = with_slack(x, W);
         let mut filter_grad = vec![0.0; self.filters * self.patch_len()];
         // Where each nonzero output gradient's window starts in the input, with the gradient.
         let mut corners = vec![(0usize, 0.0f32); self.batch * pixels];
@@ -580,9 +578,7 @@ impl Sizes {
         let filter_len = self.patch_len();
         // A window row read W wide runs past the end of its image row by up to W - 1 values:
         // into the next row (sums that are dropped), or past the input, into this slack.
-        let mut input = Vec::with_capacity(x.len() + W);
-        input.extend_from_slice(x);
-        input.resize(x.len() + W, 0.0);
+        let input = with_slack(x, W);
         let mut out = vec![0.0; self.batch * self.filters * pixels];
         for (image, out) in out.chunks_exact_mut(self.filters * pixels).enumerate() {
             let image_input = &input[image * channels * plane..];
@@ -635,6 +631,15 @@ impl Sizes {
 /// max pool, which the sparse backward passes take.
 fn mostly_zero(grad: &[f32]) -> bool {
     grad.iter().filter(|g| **g != 0.0).count() * SPARSE_MAX_SHARE <= grad.len()
+}
+
+/// `values` followed by `slack` zeros, for reads a fixed number of values wide that run past
+/// the end.
+fn with_slack(values: &[f32], slack: usize) -> Vec<f32> {
+    let mut padded = Vec::with_capacity(values.len() + slack);
+    padded.extend_from_slice(values);
+    padded.resize(values.len() + slack, 0.0);
+    padded
 }
 
 /// `sums += scale · values`, value by value.
