@@ -546,17 +546,17 @@ impl Sizes {
     }
 
     /// Whether the forward pass sums each output row directly from the input rather than by
-    /// patches and a product: in the page only, for a single input channel (conv 1). There
-    /// the product (57 MFLOP a step for the seed's conv 1, a [16, 49] by [49, 36 450] matrix
-    /// on 4-lane vectors) ran at about a quarter of the vectors' peak, after its patches
-    /// (7 MB a step) were written; BENCHMARKS.md has the step times.
+    /// patches and a product: in the page only, for a single input channel (conv 1). There,
+    /// for 25 of the seed's images, the patches (3.6 MB) and the product on 4-lane vectors
+    /// took 2.05–2.39 ms a call, and this 1.54–1.67 (timed in one page, calls alternating;
+    /// BENCHMARKS.md). Natively the product runs on 8 or 16 lanes and stays.
     fn goes_direct_forward(&self) -> bool {
         cfg!(target_arch = "wasm32") && self.channels == 1
     }
 
     /// The convolution summed output row by output row: W sums (the row, rounded up to whole
-    /// vectors of 4) stay in registers while every tap adds its weight times the input row
-    /// that tap sees, read W wide. Taps go in the filters' own order (channel, row, column).
+    /// vectors of 4) are kept in a local array while every tap adds its weight times the input
+    /// row that tap sees, read W wide. Taps go in the filters' own order (channel, row, column).
     fn direct_forward(&self, x: &[f32], filters: &[f32]) -> Vec<f32> {
         let [_, ow] = self.out();
         match ow.next_multiple_of(4) {
