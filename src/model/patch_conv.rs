@@ -549,7 +549,7 @@ impl Sizes {
     /// patches and a product: in the page only, for a single input channel (conv 1). There,
     /// for 25 of the seed's images, the patches (3.6 MB) and the product on 4-lane vectors
     /// took 2.05–2.39 ms a call, and this 1.54–1.67 (timed in one page, calls alternating;
-    /// BENCHMARKS.md). Natively the product runs on 8 or 16 lanes and stays.
+    /// BENCHMARKS.md). Natively the product, on 8 or 16 lanes, stays: this was not timed there.
     fn goes_direct_forward(&self) -> bool {
         cfg!(target_arch = "wasm32") && self.channels == 1
     }
