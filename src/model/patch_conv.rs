@@ -18,7 +18,7 @@
 //!   mostly zeros (conv 2's, behind conv 1's ReLU) goes by the nonzero values alone, and so
 //!   does conv 1's filter gradient, from its output gradient's nonzero values (behind its max
 //!   pool), and conv 1's forward pass sums each output row straight from the input rows, with
-//!   no patches; natively the products on 8 or 16 lanes are as fast or faster, and stay.
+//!   no patches; natively the products on 8 or 16 lanes stay (as fast or faster where timed).
 //!
 //! Conv 1 (one channel, at most 16 filters) would take burn-flex's direct "small channel"
 //! kernel, slower still; it went by a product over a strided view of the patches before, whose
