@@ -148,6 +148,9 @@ impl<B: Backend + PatchConvKernels, C: CheckpointStrategy> PatchConvBackend for 
     }
 }
 
+/// A forward pass of the page's own, from the input and the filters (both [`Sizes`]' layout).
+type ForwardLoop = fn(&Sizes, &[f32], &[f32]) -> Vec<f32>;
+
 /// The sizes of one convolution.
 #[derive(Clone, Copy, Debug)]
 struct Sizes {
@@ -683,15 +686,17 @@ impl PatchConvKernels for Flex {
         let x = x.to_contiguous();
         let xs: &[f32] = x.storage();
         let [oh, ow] = sizes.out();
-        if sizes.goes_sparse_forward(xs) {
+        // The page's own loops, where they apply; they keep no patches.
+        let own_loop: Option<ForwardLoop> = if sizes.goes_sparse_forward(xs) {
+            Some(Sizes::sparse_forward)
+        } else if sizes.goes_direct_forward() {
+            Some(Sizes::direct_forward)
+        } else {
+            None
+        };
+        if let Some(own_loop) = own_loop {
             let filters = filters.to_contiguous();
-            let out = sizes.sparse_forward(xs, filters.storage());
-            let shape = [sizes.batch, sizes.filters, oh, ow];
-            return (FlexTensor::from_data(TensorData::new(out, shape)), None);
-        }
-        if sizes.goes_direct_forward() {
-            let filters = filters.to_contiguous();
-            let out = sizes.direct_forward(xs, filters.storage());
+            let out = own_loop(&sizes, xs, filters.storage());
             let shape = [sizes.batch, sizes.filters, oh, ow];
             return (FlexTensor::from_data(TensorData::new(out, shape)), None);
         }
@@ -800,6 +805,16 @@ mod tests {
         Tensor::<1>::from_floats(values.as_slice(), device).reshape(dims)
     }
 
+    /// Burn's own convolution (VALID, stride 1, no bias), the reference.
+    fn burn_conv(x: Tensor<4>, w: Tensor<4>) -> Tensor<4> {
+        let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
+        burn::tensor::module::conv2d(x, w, None, options)
+    }
+
+    fn floats<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+        tensor.into_data().try_to_vec::<f32>().unwrap()
+    }
+
     fn sizes([batch, channels, height, width, filters, kh, kw]: [usize; 7]) -> Sizes {
         Sizes {
             batch,
@@ -834,8 +849,7 @@ mod tests {
             let x = random(&mut rng, [batch, channels, height, width], &device).require_grad();
             let w = random(&mut rng, [filters, channels, kh, kw], &device).require_grad();
             let by_patches = conv(x.clone(), w.clone());
-            let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
-            let by_burn = burn::tensor::module::conv2d(x.clone(), w.clone(), None, options.clone());
+            let by_burn = burn_conv(x.clone(), w.clone());
             assert_eq!(by_patches.dims(), by_burn.dims());
             let dims = by_burn.dims();
             assert!(relative_difference(by_patches, by_burn) <= 1e-5);
@@ -854,7 +868,7 @@ mod tests {
                 .reshape(dims);
                 let weights = weights * kept;
                 let sizes = sizes([batch, channels, height, width, filters, kh, kw]);
-                let values = weights.clone().into_data().try_to_vec::<f32>().unwrap();
+                let values = floats(weights.clone());
                 assert_eq!(
                     sizes.goes_sparse(&values),
                     one_in == 8 && channels * kw >= SPARSE_MIN_RUN,
@@ -862,8 +876,7 @@ mod tests {
                 );
                 // Each backward pass consumes its graph: the forward passes again.
                 let by_patches = conv(x.clone(), w.clone());
-                let by_burn =
-                    burn::tensor::module::conv2d(x.clone(), w.clone(), None, options.clone());
+                let by_burn = burn_conv(x.clone(), w.clone());
                 let patches_grads = (by_patches * weights.clone()).sum().backward();
                 let burn_grads = (by_burn * weights).sum().backward();
                 let x_grad = |grads| x.grad(grads).expect("an input gradient");
@@ -895,7 +908,7 @@ mod tests {
                 &device,
             ));
             let w = random(&mut rng, [filters, channels, kh, kw], &device);
-            let values = x.clone().into_data().try_to_vec::<f32>().unwrap();
+            let values = floats(x.clone());
             let zeros = values.iter().filter(|v| **v == 0.0).count();
             assert!(
                 zeros * 3 > values.len(),
@@ -906,15 +919,14 @@ mod tests {
             assert!(sizes.sparse_enough(&values));
             let dense: Vec<f32> = values.iter().map(|v| v + 1.0).collect();
             assert!(!sizes.sparse_enough(&dense));
-            let weights = w.clone().into_data().try_to_vec::<f32>().unwrap();
+            let weights = floats(w.clone());
             let [oh, ow] = sizes.out();
             let by_nonzero = Tensor::<1>::from_floats(
                 sizes.sparse_forward(&values, &weights).as_slice(),
                 &device,
             )
             .reshape([batch, filters, oh, ow]);
-            let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
-            let by_burn = burn::tensor::module::conv2d(x, w, None, options);
+            let by_burn = burn_conv(x, w);
             let difference = relative_difference(by_nonzero, by_burn);
             assert!(difference <= 1e-5, "{difference}");
         }
@@ -941,8 +953,7 @@ mod tests {
         ] {
             let x = random(&mut rng, [batch, channels, height, width], &device);
             let w = random(&mut rng, [filters, channels, kh, kw], &device).require_grad();
-            let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
-            let by_burn = burn::tensor::module::conv2d(x.clone(), w.clone(), None, options);
+            let by_burn = burn_conv(x.clone(), w.clone());
             let dims = by_burn.dims();
             let grad: Vec<f32> = random(&mut rng, dims, &device)
                 .into_data()
@@ -958,7 +969,7 @@ mod tests {
             let burn_grad = w
                 .grad(&(by_burn * grad_tensor).sum().backward())
                 .expect("a filter gradient");
-            let xs = x.into_data().try_to_vec::<f32>().unwrap();
+            let xs = floats(x);
             let by_nonzero = Tensor::<1>::from_floats(
                 sizes.sparse_filter_grad(&xs, &grad).as_slice(),
                 &burn_grad.device(),
@@ -998,15 +1009,14 @@ mod tests {
                 cfg!(target_arch = "wasm32") && channels == 1
             );
             let [oh, ow] = sizes.out();
-            let values = x.clone().into_data().try_to_vec::<f32>().unwrap();
-            let weights = w.clone().into_data().try_to_vec::<f32>().unwrap();
+            let values = floats(x.clone());
+            let weights = floats(w.clone());
             let by_rows = Tensor::<1>::from_floats(
                 sizes.direct_forward(&values, &weights).as_slice(),
                 &device,
             )
             .reshape([batch, filters, oh, ow]);
-            let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
-            let by_burn = burn::tensor::module::conv2d(x, w, None, options);
+            let by_burn = burn_conv(x, w);
             let difference = relative_difference(by_rows, by_burn);
             assert!(difference <= 1e-5, "{ow} wide: {difference}");
         }
@@ -1019,8 +1029,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(12);
         let x = random(&mut rng, [3, 4, 9, 10], &device);
         let w = random(&mut rng, [6, 4, 3, 4], &device);
-        let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
-        let by_burn = burn::tensor::module::conv2d(x.clone(), w.clone(), None, options);
+        let by_burn = burn_conv(x.clone(), w.clone());
         assert!(relative_difference(conv(x, w), by_burn) <= 1e-5);
     }
 }
