@@ -657,7 +657,7 @@ impl EngineState {
                 break;
             }
             // Lets pause and stop requests in.
-            sleep_ms(0).await;
+            yield_to_messages().await;
         }
         // A stopped run's network is read back after the device has done its steps.
         if let Some(queued) = in_flight.take() {
@@ -844,7 +844,26 @@ fn now_ms() -> f64 {
         .unwrap_or_else(js_sys::Date::now)
 }
 
-/// Yields to the event loop (a macrotask, so that messages get in) for at least `ms`.
+/// Yields to the event loop for a task of its own, so that the messages already queued (the
+/// page's pause, stop or click) get in first. Not `setTimeout(0)`: timeouts set from a timeout's
+/// task wait 4 ms or more once five are nested (the HTML standard's clamp). A CPU run that
+/// yields after each slice would lose 4 ms a slice to it (BENCHMARKS.md).
+async fn yield_to_messages() {
+    let Ok(channel) = web_sys::MessageChannel::new() else {
+        return sleep_ms(0).await;
+    };
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        channel.port1().set_onmessage(Some(&resolve));
+    });
+    if channel.port2().post_message(&JsValue::NULL).is_err() {
+        return sleep_ms(0).await;
+    }
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+    // The channel is held until its message came: a port dropped before may never deliver.
+    channel.port1().close();
+}
+
+/// Waits `ms` on a timer (a task of its own, so that messages get in).
 async fn sleep_ms(ms: i32) {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
         let global = js_sys::global();

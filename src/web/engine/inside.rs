@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use serde::Deserialize;
 
-use super::{EngineError, EngineState, ErrorKind, Event, NamedBytes, now_ms, sleep_ms};
+use super::{EngineError, EngineState, ErrorKind, Event, NamedBytes, now_ms, yield_to_messages};
 use crate::data::simulate::GroundTruth;
 use crate::explain::{Direction, Explainer, InversionConfig, Target};
 use crate::results::SavedNetwork;
@@ -210,7 +210,7 @@ impl EngineState {
                 break;
             }
             // Lets a click or a close in.
-            sleep_ms(0).await;
+            yield_to_messages().await;
             if neurons.len() > 1
                 && let Some(focus) = s.next_focus()
                 && !neurons.contains(&focus)
