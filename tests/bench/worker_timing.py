@@ -34,6 +34,25 @@ export function quantiles(values) {
   const v = [...values].sort((a, b) => a - b), q = (p) => v[Math.floor(p * (v.length - 1))].toFixed(3);
   const mean = (v.reduce((s, x) => s + x, 0) / v.length).toFixed(3);
   return `p5 ${q(0.05)}, median ${q(0.5)}, p95 ${q(0.95)}, mean ${mean} ms`;
+}
+// One side of the swaps, posting to `target`: copies its half out of its memory (the engine's
+// wasm memory, in the page) into a new array, or with `reuse` into the array it last received,
+// posts it (transferred) and copies the other side's half in.
+export function swapper(target, reuse) {
+  const memory = new Float32Array(2 * FLOATS);
+  let spare = null, deliver = null;
+  return {
+    deliver: (values) => deliver(values),
+    async swap() {
+      const mine = spare || new Float32Array(FLOATS);
+      mine.set(memory.subarray(0, FLOATS));
+      const theirs = new Promise((r) => (deliver = r));
+      target.postMessage(mine, [mine.buffer]);
+      const received = await theirs;
+      memory.set(received, FLOATS);
+      if (reuse) spare = received;
+    },
+  };
 }""",
     "yield.js": """import { busy, quantiles } from "./common.js";
 const channel = new MessageChannel();
@@ -58,49 +77,33 @@ self.onmessage = async () => {
   }
   self.postMessage(out);
 };""",
-    "swap.js": """import { FLOATS, busy, quantiles } from "./common.js";
+    "swap.js": """import { busy, quantiles, swapper, FLOATS } from "./common.js";
 const STEPS = 600, WARM = 100;
 self.onmessage = async (e) => {
   const [work, reuse] = e.data.split(",").map(Number);
   const partner = new Worker("partner.js", { type: "module" });
-  let deliver = null;
-  partner.onmessage = (m) => deliver(m.data);
+  const side = swapper(partner, reuse);
+  partner.onmessage = (m) => side.deliver(m.data);
   partner.postMessage(e.data);
-  const memory = new Float32Array(2 * FLOATS); // stands for the engine's wasm memory
   const waits = [];
-  let spare = null; // with `reuse`, the last array received, sent back with the next half
   for (let step = 0; step < STEPS; step++) {
     busy(work);
     const sent = performance.now();
-    const mine = spare ? spare : new Float32Array(FLOATS);
-    mine.set(memory.subarray(0, FLOATS));
-    const theirs = new Promise((r) => (deliver = r));
-    partner.postMessage(mine, [mine.buffer]);
-    const received = await theirs;
-    memory.set(received, FLOATS);
-    if (reuse) spare = received;
+    await side.swap();
     if (step >= WARM) waits.push(performance.now() - sent);
   }
   partner.terminate();
   self.postMessage(`swap of ${FLOATS} floats, ${work} ms of work a side, ${reuse ? "arrays sent back and forth" : "a new array a swap"}: wait ${quantiles(waits)}\\n`);
 };""",
-    "partner.js": """import { FLOATS, busy } from "./common.js";
-const memory = new Float32Array(2 * FLOATS);
-let started = false, deliver = null;
+    "partner.js": """import { busy, swapper } from "./common.js";
+let side = null;
 self.onmessage = async (e) => {
-  if (started) return deliver(e.data);
-  started = true;
+  if (side) return side.deliver(e.data);
   const [work, reuse] = e.data.split(",").map(Number);
-  let spare = null;
+  side = swapper(self, reuse);
   for (;;) {
     busy(work);
-    const mine = spare ? spare : new Float32Array(FLOATS);
-    mine.set(memory.subarray(0, FLOATS));
-    const theirs = new Promise((r) => (deliver = r));
-    self.postMessage(mine, [mine.buffer]);
-    const received = await theirs;
-    memory.set(received, FLOATS);
-    if (reuse) spare = received;
+    await side.swap();
   }
 };""",
 }
