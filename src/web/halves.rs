@@ -51,9 +51,9 @@ extern "C" {
 pub struct HalfExchange {
     port: Rc<HalfPort>,
     run: u32,
-    /// The other side's last array, which carries this side's next half back: a new 500 KB
-    /// array for every swap cost each side about 0.3 ms of a step in allocating it, against
-    /// 0.1 ms for a message that reuses one (BENCHMARKS.md).
+    /// The other side's last array, which carries this side's next half back: a swap in a
+    /// new 500 KB array took about 0.4 ms, one in the array received about 0.1 ms, and a
+    /// two-worker step 0.47 ms less (BENCHMARKS.md).
     spare: RefCell<Option<Float32Array>>,
 }
 
