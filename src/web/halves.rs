@@ -71,16 +71,22 @@ impl GradientExchange for HalfExchange {
     fn swap(
         &self,
         step: usize,
-        mine: Vec<f32>,
-    ) -> LocalFuture<'_, Result<Option<Vec<f32>>, TrainError>> {
-        // An array whose buffer the port transfers (no second copy on the way).
+        mine: &[&[f32]],
+    ) -> LocalFuture<'_, Result<Option<Vec<Vec<f32>>>, TrainError>> {
+        let lengths: Vec<usize> = mine.iter().map(|piece| piece.len()).collect();
+        let total: usize = lengths.iter().sum();
+        // One array for all the pieces, whose buffer the port transfers (no second copy on
+        // the way).
         let outgoing = match self.spare.borrow_mut().take() {
-            Some(spare) if spare.length() as usize == mine.len() => {
-                spare.copy_from(&mine);
-                spare
-            }
-            _ => Float32Array::from(mine.as_slice()),
+            Some(spare) if spare.length() as usize == total => spare,
+            _ => Float32Array::new_with_length(total as u32),
         };
+        let mut at = 0;
+        for piece in mine {
+            let end = at + piece.len() as u32;
+            outgoing.subarray(at, end).copy_from(piece);
+            at = end;
+        }
         self.port.send(self.run, step, outgoing);
         let theirs = JsFuture::from(self.port.receive(self.run));
         Box::pin(async move {
@@ -94,9 +100,25 @@ impl GradientExchange for HalfExchange {
                 return Ok(None);
             }
             let theirs = Float32Array::from(theirs);
-            let values = theirs.to_vec();
+            if theirs.length() as usize != total {
+                return Err(TrainError::Device(format!(
+                    "the other half's gradient has {} values, not the {total} this network's take",
+                    theirs.length()
+                )));
+            }
+            // Each piece straight into the vector its tensor will own.
+            let mut at = 0;
+            let pieces = lengths
+                .iter()
+                .map(|&len| {
+                    let end = at + len as u32;
+                    let piece = theirs.subarray(at, end).to_vec();
+                    at = end;
+                    piece
+                })
+                .collect();
             *self.spare.borrow_mut() = Some(theirs);
-            Ok(Some(values))
+            Ok(Some(pieces))
         })
     }
 }
