@@ -596,8 +596,8 @@ struct GradientValues {
 /// what a shared batch's half sends to the other worker. They are taken out of `grads` (put
 /// back by [`put_gradient_values_back`]), so that a gradient that nothing else holds becomes
 /// its values without a copy. For the seed's network (500 KB) in the page's two workers,
-/// dropping the two copies of the flattened vector cut sending a half from 0.25–0.29 ms to
-/// 0.17, and a step by about 0.4 ms (BENCHMARKS.md).
+/// dropping the flattened vector's copies cut sending a half from 0.25–0.28 ms a step to
+/// 0.17, and taking the other's in from 0.07–0.08 ms to 0.06 (BENCHMARKS.md).
 fn take_gradient_values(model: &Network, grads: &mut GradientsParams) -> Vec<GradientValues> {
     struct Take<'a> {
         grads: &'a mut GradientsParams,
