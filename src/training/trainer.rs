@@ -305,9 +305,8 @@ impl Trainer {
                 let mine = *mine;
                 let part = |half| batch_part(&images, &rates, &masks, half_range(half, batch));
                 let (images_own, rates_own, masks_own) = part(mine);
-                let own =
+                let mut own =
                     part_gradients(&self.model, loss, images_own, rates_own, masks_own, batch);
-                let mut own = own;
                 let values = take_gradient_values(&self.model, &mut own);
                 let slices: Vec<&[f32]> = values
                     .iter()
