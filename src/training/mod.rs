@@ -14,7 +14,7 @@ use crate::config::ConfigError;
 use crate::model::{ModelConfig, ModelFamily, OutputFn};
 pub use evaluation::{evaluate_network, images_and_rates, predict};
 pub use pace::SlicePace;
-pub use trainer::{GradientExchange, LocalFuture, Progress, TrainError, Trainer};
+pub use trainer::{GradientExchange, LocalFuture, Progress, TrainError, Trainer, piece_ranges};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

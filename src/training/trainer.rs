@@ -97,6 +97,29 @@ pub trait GradientExchange {
     ) -> LocalFuture<'_, Result<Option<Vec<Vec<f32>>>, TrainError>>;
 }
 
+/// Where each parameter's piece lies in a half's message of `total` values, for pieces of
+/// `lengths` (this side's): a message of another length is refused, since pieces cut from it
+/// would fit and the surplus or shortfall would go unseen.
+pub fn piece_ranges(
+    lengths: &[usize],
+    total: usize,
+) -> Result<Vec<std::ops::Range<usize>>, TrainError> {
+    let expected: usize = lengths.iter().sum();
+    if total != expected {
+        return Err(TrainError::Device(format!(
+            "the other half's gradient has {total} values, not the {expected} this network's take"
+        )));
+    }
+    let mut at = 0;
+    Ok(lengths
+        .iter()
+        .map(|&len| {
+            at += len;
+            at - len..at
+        })
+        .collect())
+}
+
 impl Trainer {
     /// Checks the flags against the dataset, splits it, and builds the network on `device`
     /// (any backend; autodiff is added here).
@@ -900,6 +923,28 @@ mod tests {
                 panic!("wrong pieces were taken ({said})");
             };
             assert!(error.to_string().contains(&said), "{error} ({said})");
+        }
+    }
+
+    /// A half's message is cut where each piece lies, and refused if it holds one value too
+    /// few or too many.
+    #[test]
+    fn a_message_is_cut_into_its_pieces_and_one_of_the_wrong_length_is_refused() {
+        let lengths = [3, 0, 5, 2];
+        assert_eq!(
+            piece_ranges(&lengths, 10).unwrap(),
+            vec![0..3, 3..3, 3..8, 8..10]
+        );
+        for wrong in [9, 11] {
+            let Err(error) = piece_ranges(&lengths, wrong) else {
+                panic!("a message of {wrong} values was taken");
+            };
+            assert!(
+                error
+                    .to_string()
+                    .contains(&format!("has {wrong} values, not the 10")),
+                "{error}"
+            );
         }
     }
 

@@ -18,7 +18,9 @@ use wasm_bindgen_futures::JsFuture;
 use super::engine::NamedBytes;
 use crate::backend::{self, BackendKind};
 use crate::data::{self, Dataset};
-use crate::training::{GradientExchange, LocalFuture, TrainError, Trainer, TrainingConfig};
+use crate::training::{
+    GradientExchange, LocalFuture, TrainError, Trainer, TrainingConfig, piece_ranges,
+};
 
 #[wasm_bindgen]
 extern "C" {
@@ -81,11 +83,9 @@ impl GradientExchange for HalfExchange {
             Some(spare) if spare.length() as usize == total => spare,
             _ => Float32Array::new_with_length(total as u32),
         };
-        let mut at = 0;
-        for piece in mine {
-            let end = at + piece.len() as u32;
-            outgoing.subarray(at, end).copy_from(piece);
-            at = end;
+        let ranges = piece_ranges(&lengths, total).expect("the pieces' own total");
+        for (piece, range) in mine.iter().zip(&ranges) {
+            subarray(&outgoing, range).copy_from(piece);
         }
         self.port.send(self.run, step, outgoing);
         let theirs = JsFuture::from(self.port.receive(self.run));
@@ -100,27 +100,20 @@ impl GradientExchange for HalfExchange {
                 return Ok(None);
             }
             let theirs = Float32Array::from(theirs);
-            if theirs.length() as usize != total {
-                return Err(TrainError::Device(format!(
-                    "the other half's gradient has {} values, not the {total} this network's take",
-                    theirs.length()
-                )));
-            }
             // Each piece straight into the vector its tensor will own.
-            let mut at = 0;
-            let pieces = lengths
+            let pieces = piece_ranges(&lengths, theirs.length() as usize)?
                 .iter()
-                .map(|&len| {
-                    let end = at + len as u32;
-                    let piece = theirs.subarray(at, end).to_vec();
-                    at = end;
-                    piece
-                })
+                .map(|range| subarray(&theirs, range).to_vec())
                 .collect();
             *self.spare.borrow_mut() = Some(theirs);
             Ok(Some(pieces))
         })
     }
+}
+
+/// A view of `array`'s values `range`.
+fn subarray(array: &Float32Array, range: &std::ops::Range<usize>) -> Float32Array {
+    array.subarray(range.start as u32, range.end as u32)
 }
 
 /// What the engine worker asks of the partner.
